@@ -1,0 +1,19 @@
+"""A small deep-learning framework written from scratch in NumPy, with numba kernels for the hot loops.
+
+Every layer has a hand-written forward and backward pass; see each class's docstring for the
+formulas. Names and array layouts follow PyTorch (NCHW, ``weight`` of shape (out, in, ...)).
+"""
+
+from . import optim
+from .activation import ReLU
+from .backend import get_backend, set_backend, use_backend
+from .flatten import Flatten
+from .linear import Linear
+from .loss import CrossEntropyLoss, log_softmax, softmax
+from .module import BackwardBeforeForwardError, Module, Sequential
+from .parameter import Parameter
+
+__all__ = [
+    "BackwardBeforeForwardError", "CrossEntropyLoss", "Flatten", "Linear", "Module", "Parameter", "ReLU",
+    "Sequential", "get_backend", "log_softmax", "optim", "set_backend", "softmax", "use_backend",
+]
