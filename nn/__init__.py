@@ -8,12 +8,14 @@ from . import optim
 from .activation import ReLU
 from .backend import get_backend, set_backend, use_backend
 from .flatten import Flatten
+from .gradient_check import gradcheck
 from .linear import Linear
 from .loss import CrossEntropyLoss, log_softmax, softmax
 from .module import BackwardBeforeForwardError, Module, Sequential
 from .parameter import Parameter
+from .serialization import load, save
 
 __all__ = [
     "BackwardBeforeForwardError", "CrossEntropyLoss", "Flatten", "Linear", "Module", "Parameter", "ReLU",
-    "Sequential", "get_backend", "log_softmax", "optim", "set_backend", "softmax", "use_backend",
+    "Sequential", "get_backend", "log_softmax", "optim", "set_backend", "softmax", "use_backend", "save", "load", "gradcheck",
 ]

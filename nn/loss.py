@@ -57,7 +57,7 @@ class CrossEntropyLoss(Module):
         labels = self._check_labels(labels, n, classes)
         logp = log_softmax(z, axis=1)
         picked = logp[np.arange(n), labels]
-        loss = -picked.sum()
+        loss = 0.0 - picked.sum()  # not -sum: a perfect prediction gives 0.0, not -0.0
         if self.reduction == "mean":
             loss = loss / n
         self._save_for_backward(logp=logp, labels=labels)

@@ -1,0 +1,29 @@
+"""LeNet5 on MNIST, built from the ``nn`` layers, and the trained model shipped with the project."""
+
+import os
+
+import nn
+
+from .model import DEFAULT_NORMALIZATION, LeNet5
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "lenet5.npz")
+
+
+def load_model(path=None):
+    """Load a LeNet5 saved by ``nn.save`` (the shipped model by default), in eval mode.
+
+    The model's ``metadata`` holds what training recorded (accuracy, normalization, ...), and its
+    input normalization is taken from there.
+    """
+    path = DEFAULT_WEIGHTS if path is None else path
+    state, metadata = nn.load(path)
+    model = LeNet5(normalization=metadata.get("normalization"))
+    try:
+        model.load_state_dict(state)
+    except ValueError as exc:
+        raise ValueError(f"{path} does not hold LeNet5 weights: {exc}") from None
+    model.metadata = metadata
+    return model.eval()
+
+
+__all__ = ["DEFAULT_NORMALIZATION", "DEFAULT_WEIGHTS", "LeNet5", "load_model"]

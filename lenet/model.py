@@ -1,0 +1,95 @@
+"""LeNet5 as in the original experiment, composed from ``nn`` layers."""
+
+import numpy as np
+
+from nn.activation import ReLU
+from nn.conv import Conv2d
+from nn.flatten import Flatten
+from nn.init import make_rng
+from nn.linear import Linear
+from nn.loss import softmax
+from nn.module import Module
+from nn.pool import MaxPool2d
+
+# The normalization every shipped or trained model uses unless its metadata says otherwise:
+# x = (pixel / 255 - mean) / std, the MNIST training-set statistics.
+DEFAULT_NORMALIZATION = {"mean": 0.1307, "std": 0.3081}
+
+
+class LeNet5(Module):
+    """LeNet5 for 28x28 grey digits: two conv/pool stages, then three fully connected layers.
+
+    Shape: x (N, 1, 28, 28) -> logits (N, 10)::
+
+        C1  Conv 1->6, 5x5     (N, 6, 24, 24)  + ReLU
+        S2  MaxPool 2          (N, 6, 12, 12)
+        C3  Conv 6->16, 5x5    (N, 16, 8, 8)   + ReLU
+        S4  MaxPool 2          (N, 16, 4, 4)   -> flatten (N, 256)
+        C5  Linear 256->120    + ReLU
+        F6  Linear 120->84     + ReLU
+        out Linear 84->10      logits
+
+    The attribute names make the state dict keys ``C1.weight``, ``C1.bias``, ..., ``out.bias``,
+    the keys of a PyTorch model of the original code, so its weights load here by key.
+    """
+
+    def __init__(self, seed=None, dtype=np.float32, normalization=None):
+        rng = make_rng(seed)
+        self.C1 = Conv2d(1, 6, 5, dtype=dtype, rng=rng)
+        self.relu1 = ReLU()
+        self.S2 = MaxPool2d(2)
+        self.C3 = Conv2d(6, 16, 5, dtype=dtype, rng=rng)
+        self.relu3 = ReLU()
+        self.S4 = MaxPool2d(2)
+        self.flatten = Flatten()
+        self.C5 = Linear(16 * 4 * 4, 120, dtype=dtype, rng=rng)
+        self.relu5 = ReLU()
+        self.F6 = Linear(120, 84, dtype=dtype, rng=rng)
+        self.relu6 = ReLU()
+        self.out = Linear(84, 10, dtype=dtype, rng=rng)
+        self.normalization = dict(normalization or DEFAULT_NORMALIZATION)
+        self.metadata = {}
+
+    def _layers(self):
+        return list(self.children())
+
+    def forward(self, x):
+        for layer in self._layers():
+            x = layer(x)
+        return x
+
+    def backward(self, dout):
+        for layer in reversed(self._layers()):
+            dout = layer.backward(dout)
+        return dout
+
+    def preprocess(self, images):
+        """Raw pixels -> normalized float NCHW input.
+
+        ``images``: (N, 28, 28), (N, 1, 28, 28) or one (28, 28) image; integer dtypes are pixel
+        values 0..255, floating dtypes are intensities in [0, 1] (white ink on black, as MNIST).
+        """
+        images = np.asarray(images)
+        if images.dtype == bool or not (np.issubdtype(images.dtype, np.integer)
+                                        or np.issubdtype(images.dtype, np.floating)):
+            raise TypeError(f"LeNet5.predict: expected numeric pixels, got dtype {images.dtype}")
+        if images.shape == (28, 28):
+            images = images[None]
+        if images.ndim == 3:
+            images = images[:, None]
+        if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
+            raise ValueError(f"LeNet5.predict: expected images of shape (N, 28, 28), (N, 1, 28, 28) "
+                             f"or (28, 28), got {images.shape}")
+        dtype = self.C1.weight.dtype
+        scale = 1.0 / 255.0 if np.issubdtype(images.dtype, np.integer) else 1.0
+        mean, std = self.normalization["mean"], self.normalization["std"]
+        return ((images.astype(dtype) * dtype.type(scale) - dtype.type(mean)) / dtype.type(std)).astype(dtype)
+
+    def predict(self, images):
+        """Class probabilities (N, 10), rows summing to 1 (a real softmax).
+
+        Runs in eval mode and stores nothing on the model, so threads may share one model.
+        """
+        if self.training:
+            raise RuntimeError("LeNet5.predict: call model.eval() first (predict must not disturb training state)")
+        return softmax(self.forward(self.preprocess(images)), axis=1)
