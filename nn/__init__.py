@@ -7,15 +7,18 @@ formulas. Names and array layouts follow PyTorch (NCHW, ``weight`` of shape (out
 from . import optim
 from .activation import ReLU
 from .backend import get_backend, set_backend, use_backend
+from .conv import Conv2d
 from .flatten import Flatten
 from .gradient_check import gradcheck
 from .linear import Linear
 from .loss import CrossEntropyLoss, log_softmax, softmax
 from .module import BackwardBeforeForwardError, Module, Sequential
 from .parameter import Parameter
+from .pool import MaxPool2d
 from .serialization import load, save
 
 __all__ = [
-    "BackwardBeforeForwardError", "CrossEntropyLoss", "Flatten", "Linear", "Module", "Parameter", "ReLU",
-    "Sequential", "get_backend", "log_softmax", "optim", "set_backend", "softmax", "use_backend", "save", "load", "gradcheck",
+    "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Flatten", "Linear", "MaxPool2d", "Module",
+    "Parameter", "ReLU", "Sequential", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
+    "set_backend", "softmax", "use_backend",
 ]
