@@ -13,7 +13,8 @@ class MaxPool2d(Module):
     Shape:
         x (N, C, H, W) -> y (N, C, out_h, out_w), ``out_h = floor((H - kh) / sh) + 1`` and likewise
         ``out_w``; rows or columns too few for one more window are dropped (PyTorch's ``ceil_mode=False``).
-        The output has the input's dtype (float32 or float64; integers become float32).
+        The output has the input's dtype if it is float32 or float64; other input is promoted as NumPy
+        promotes it with float32 (uint8 pixels -> float32, int64 -> float64), as ``ReLU`` does.
 
     Gradient: the max passes on the gradient of the one element that won it::
 
