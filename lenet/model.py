@@ -73,10 +73,8 @@ class LeNet5(Module):
         if images.dtype == bool or not (np.issubdtype(images.dtype, np.integer)
                                         or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"LeNet5.predict: expected numeric pixels, got dtype {images.dtype}")
-        if images.shape == (28, 28):
-            images = images[None]
-        if images.ndim == 3:
-            images = images[:, None]
+        if images.shape == (28, 28) or (images.ndim == 3 and images.shape[1:] == (28, 28)):
+            images = images.reshape(-1, 1, 28, 28)
         if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
             raise ValueError(f"LeNet5.predict: expected images of shape (N, 28, 28), (N, 1, 28, 28) "
                              f"or (28, 28), got {images.shape}")
