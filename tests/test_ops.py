@@ -1,5 +1,7 @@
 """The convolution and pooling loops in nn.ops, on both backends: definitions, adjointness, agreement."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -199,3 +201,17 @@ def test_maxpool_picks_the_first_nan_like_numpy_argmax(backend):
         out, argmax = ops.maxpool2d_forward(x, 2, 2, 2, 2)
     assert np.isnan(out[0, 0, 0, 0])
     assert argmax[0, 0, 0, 0] == 1
+
+
+@pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("name", ["im2col", "col2im", "maxpool2d_forward", "maxpool2d_backward"])
+def test_dispatch_follows_the_backend_chosen_at_call_time(monkeypatch, name):
+    from nn.ops import numba_ops
+
+    monkeypatch.setattr(numpy_ops, name, lambda *args: "numpy")
+    monkeypatch.setattr(numba_ops, name, lambda *args: "numba")
+    dispatched = getattr(ops, name)
+    arguments = [None] * len(inspect.signature(dispatched).parameters)  # placeholders: the stubs ignore them
+    for backend in ["numpy", "numba", "numpy"]:
+        with use_backend(backend):
+            assert dispatched(*arguments) == backend
