@@ -1,0 +1,137 @@
+"""The URL paths the server answers, and what each method on them does.
+
+``build_routes`` returns ``{path: {method: Endpoint}}``. HEAD is answered wherever GET is.
+Handlers take ``(server, request)`` and return a ``Response`` or raise ``HTTPError``.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from data.preprocess import BlankImageError, prepare_digit
+
+from .arrays import json_type, number_array
+from .errors import HTTPError
+from .inference import MODEL_NAME, MODEL_VERSION, infer_response, model_metadata, parse_infer_request
+from .jsonbody import parse_json
+from .messages import Response, json_response
+from .upload import decode_image
+
+MAX_IMAGE_BODY = 1024 * 1024      # an image file or a 28x28 JSON array
+MAX_INFER_BODY = 4 * 1024 * 1024  # MAX_BATCH images of 784 numbers written as long floats
+
+MNIST_BODY = "a JSON array of 784 integers 0..255 (a 28x28 image, row-major, dark ink on a white background)"
+PREDICT_BODY = 'an image file (PNG, JPEG, BMP or GIF) or JSON {"image": <28x28 array of grey levels 0..255>}'
+INFER_BODY = 'a JSON inference request {"inputs": [{"name", "shape", "datatype", "data"}]}'
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    handler: Callable
+    max_body: Optional[int] = None  # bytes accepted in the body; None: the method takes no body
+
+
+def build_routes(static_files):
+    """The route table, with every static file at its URL path."""
+    model_paths = [f"/v2/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}"]
+    routes = {
+        "/ping": {"GET": Endpoint(ping)},
+        "/favicon.ico": {"GET": Endpoint(no_content)},
+        "/api/mnist": {"POST": Endpoint(api_mnist, MAX_IMAGE_BODY)},
+        "/api/predict": {"POST": Endpoint(api_predict, MAX_IMAGE_BODY)},
+        "/v2": {"GET": Endpoint(server_metadata)},
+        "/v2/health/live": {"GET": Endpoint(live)},
+        "/v2/health/ready": {"GET": Endpoint(ready)},
+    }
+    for base in model_paths:
+        routes[base] = {"GET": Endpoint(get_model_metadata)}
+        routes[base + "/ready"] = {"GET": Endpoint(model_ready)}
+        routes[base + "/infer"] = {"POST": Endpoint(infer, MAX_INFER_BODY)}
+    for path in static_files.paths():
+        routes[path] = {"GET": Endpoint(_static_handler(static_files, path))}
+    return routes
+
+
+def _static_handler(static_files, path):
+    content, content_type = static_files.get(path)
+
+    def serve_file(server, request):
+        return Response(200, content, content_type, {"Cache-Control": "no-cache"})
+    serve_file.__doc__ = f"The static file {path}."
+    return serve_file
+
+
+def no_content(server, request):
+    """Browsers ask for a favicon; there is none, and saying so with 204 keeps their consoles clean."""
+    return Response(204, b"", "application/json")
+
+
+def ping(server, request):
+    """TorchServe's health check."""
+    return json_response({"status": "Healthy"})
+
+
+def live(server, request):
+    return json_response({"live": True})
+
+
+def ready(server, request):
+    # The model is loaded and warmed up before the server accepts connections.
+    return json_response({"ready": True})
+
+
+def server_metadata(server, request):
+    return json_response({"name": "lenet5-scratch", "version": "0.1.0", "extensions": []})
+
+
+def get_model_metadata(server, request):
+    return json_response(model_metadata(server.model))
+
+
+def model_ready(server, request):
+    return json_response({"name": MODEL_NAME, "ready": True})
+
+
+def api_mnist(server, request):
+    """The original course app's API: 784 pixels of dark ink on white -> the ten probabilities."""
+    document = parse_json(request.body, MNIST_BODY)
+    pixels = number_array(document, (28, 28), "image", 0, 255)
+    # The canvas sent dark ink on white; MNIST (and the model) is white ink on black.
+    intensities = ((255.0 - pixels) / 255.0).astype(np.float32)
+    probabilities = server.predict(intensities[None])[0]
+    return json_response({
+        "results": probabilities.tolist(),
+        "prediction": int(np.argmax(probabilities)),
+        "ms": request.elapsed_ms(),
+    })
+
+
+def api_predict(server, request):
+    """Any picture of a digit -> MNIST-style preprocessing -> prediction, probabilities, the image seen."""
+    if request.content_type() == "application/json" or request.body.lstrip()[:1] == b"{":
+        document = parse_json(request.body, PREDICT_BODY)
+        if not isinstance(document, dict) or "image" not in document:
+            raise HTTPError(400, f"expected {PREDICT_BODY}, got {json_type(document)} without an \"image\" field")
+        source = number_array(document["image"], (28, 28), '"image"', 0, 255)
+    else:
+        if not request.body:
+            raise HTTPError(400, f"empty body: expected {PREDICT_BODY}")
+        source = decode_image(request.body)
+    try:
+        digit = prepare_digit(source)
+    except BlankImageError as exc:
+        raise HTTPError(422, str(exc)) from None
+    probabilities = server.predict(digit[None])[0]
+    return json_response({
+        "prediction": int(np.argmax(probabilities)),
+        "probabilities": probabilities.tolist(),
+        "ms": request.elapsed_ms(),
+        "image": digit.tolist(),
+    })
+
+
+def infer(server, request):
+    """Open Inference Protocol v2: a batch of MNIST-convention images -> (N, 10) probabilities."""
+    request_id, images = parse_infer_request(parse_json(request.body, INFER_BODY))
+    return json_response(infer_response(request_id, server.predict(images)))
