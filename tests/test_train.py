@@ -1,0 +1,108 @@
+"""train.py end to end on real MNIST: it learns, it resumes exactly, it stops on divergence."""
+
+import json
+
+import numpy as np
+import pytest
+
+import nn
+import train
+from lenet import load_model
+
+# Small runs: 3,000 training images, a quick epoch even on the NumPy backend.
+QUICK = ["--train-size", "3000", "--batch-size", "50", "--log-interval", "20", "--test-batch-size", "2000"]
+
+
+def run(tmp_path, mnist_dir, *extra, name="lenet5.npz"):
+    out = tmp_path / name
+    code = train.main(QUICK + ["--data-dir", str(mnist_dir), "--out", str(out), "--no-download", *extra])
+    return code, out
+
+
+@pytest.mark.slow
+def test_a_short_run_learns_mnist_and_writes_model_metrics_and_pictures(tmp_path, mnist_dir, capsys):
+    code, out = run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "20000", "--no-augment")
+    assert code == 0
+    model = load_model(out)
+    meta = model.metadata
+    assert meta["test_accuracy"] >= 0.95, meta
+    for key in ("architecture", "normalization", "epoch", "val_accuracy", "test_accuracy", "seed",
+                "hyperparameters", "data_sha256", "date"):
+        assert key in meta
+    assert meta["data_sha256"]["t10k-images-idx3-ubyte"].startswith("0fa7898d")
+    log = capsys.readouterr().out
+    assert "Train Epoch: 1 [1000/20000 (5%)]" in log and "Held-out accuracy" in log
+    assert "Test set: Average loss" in log
+    rows = [json.loads(line) for line in (tmp_path / "lenet5.metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1] and rows[0]["test_accuracy"] == meta["test_accuracy"]
+    for picture in ("curves.png", "confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / picture).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_path, mnist_dir, monkeypatch):
+    code, straight = run(tmp_path, mnist_dir, "--epochs", "2", name="straight.npz")
+    assert code == 0
+
+    calls = {"n": 0}
+    real_iterate = train.iterate
+
+    def interrupt_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if Ctrl-C were pressed at the start of epoch 2
+        return real_iterate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "iterate", interrupt_in_epoch_two)
+    code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", name="resumed.npz")
+    assert code == 130
+    assert nn.load(tmp_path / "resumed.checkpoint.npz")[1]["epoch"] == 1
+    monkeypatch.setattr(train, "iterate", real_iterate)
+    code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", "--resume", name="resumed.npz")
+    assert code == 0
+
+    a, meta_a = nn.load(straight)
+    b, meta_b = nn.load(resumed)
+    assert meta_a["epoch"] == meta_b["epoch"]
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    ckpt_a, ckpt_b = nn.load(tmp_path / "straight.checkpoint.npz"), nn.load(tmp_path / "resumed.checkpoint.npz")
+    for key in ckpt_a[0]:
+        np.testing.assert_array_equal(ckpt_a[0][key], ckpt_b[0][key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_run_defined_differently(tmp_path, mnist_dir):
+    assert run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "500")[0] == 0
+    with pytest.raises(SystemExit, match="--lr was 0.05, now 0.01"):
+        run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "500", "--lr", "0.01", "--resume")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_a_diverging_loss_stops_training_with_advice_and_saves_nothing(tmp_path, mnist_dir):
+    with pytest.raises(SystemExit, match=r"loss became (nan|inf).*smaller --lr"):
+        run(tmp_path, mnist_dir, "--epochs", "1", "--lr", "1e6", "--lr-schedule", "constant")
+    assert not (tmp_path / "lenet5.npz").exists()
+
+
+@pytest.mark.parametrize("schedule,expected", [
+    ("constant", [0.1, 0.1, 0.1, 0.1]),
+    ("step", [0.1, 0.1, 0.01, 0.001]),
+    ("cosine", [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 + np.cos(3 * np.pi / 4)) / 2]),
+])
+def test_learning_rate_schedules(schedule, expected):
+    got = [train.learning_rate(schedule, 0.1, step, 8) for step in (0, 2, 4, 6)]
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--lr", "-1"], "--lr must be"),
+    (["--momentum", "1.5"], "--momentum must be"),
+    (["--lr-schedule", "linear"], "invalid choice"),
+])
+def test_bad_flags_are_rejected_with_the_reason(flags, words, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(flags)
+    assert words in capsys.readouterr().err

@@ -1,0 +1,317 @@
+"""Train LeNet5 on MNIST with a hand-written SGD loop.
+
+    python train.py                      # fetch MNIST if needed, train, save runs/lenet5.npz
+    python train.py --epochs 3 --lr-schedule constant --no-augment
+    python train.py --resume             # continue an interrupted run from its last checkpoint
+
+Everything a PyTorch training loop hides is spelled out here: the forward pass, the loss, the
+backward pass through every layer, the SGD step, the learning-rate schedule, evaluation in eval
+mode, checkpoints, and the best model kept by validation accuracy (never by the test set).
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import nn
+from data import mnist
+from data.augment import RandomAffine
+from data.batches import epoch_rng, iterate
+from data.normalize import NORMALIZATION, normalize
+from data.split import split_validation
+from lenet.model import LeNet5
+
+HELD_OUT_FOR_LOGGING = 2000  # the log line's accuracy, like the original experiment's
+# Flags that must match for --resume to continue the same run (others, e.g. --log-interval, may change).
+RUN_DEFINING_FLAGS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "seed",
+                      "augment", "lr_schedule", "validation_size", "train_size")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Train LeNet5 on MNIST with a hand-written SGD loop.")
+    p.add_argument("--epochs", type=int, default=15, help="passes over the training set (default: 15)")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
+    p.add_argument("--test-batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
+    p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (default: 0.05)")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default: 0.9)")
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=True,
+                   help="Nesterov momentum (default: on)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 weight decay (default: 5e-4)")
+    p.add_argument("--lr-schedule", choices=("constant", "step", "cosine"), default="cosine",
+                   help="constant; step (x0.1 at 50%% and 75%% of the run); cosine, per step (default)")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
+                   help="random shifts, rotations and scalings of training digits (default: on)")
+    p.add_argument("--seed", type=int, default=1, help="seeds initialization, shuffling and augmentation")
+    p.add_argument("--data-dir", default=None,
+                   help=f"MNIST folder (default: ${mnist.ENV_VAR} if set, else ./mnist); fetched if missing")
+    p.add_argument("--out", default=os.path.join("runs", "lenet5.npz"),
+                   help="best model path; the checkpoint, metrics and pictures go beside it (default: runs/lenet5.npz)")
+    p.add_argument("--log-interval", type=int, default=50,
+                   help="steps between log lines with held-out accuracy (default: 50; 0 turns them off)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--backend", choices=nn.backend.BACKENDS, default=None,
+                   help="hot-loop implementation (default: numba, or $NN_BACKEND)")
+    p.add_argument("--validation-size", type=int, default=5000,
+                   help="training images held out (the last ones) to choose the best model (default: 5000)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="train on only the first N training images, for quick experiments (default: all)")
+    p.add_argument("--no-download", action="store_true", help="fail instead of fetching missing MNIST files")
+    args = p.parse_args(argv)
+    for name in ("epochs", "batch_size", "test_batch_size", "validation_size", "train_size"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.log_interval < 0:
+        p.error(f"--log-interval must be >= 0, got {args.log_interval}")
+    if not args.lr > 0 or not math.isfinite(args.lr):
+        p.error(f"--lr must be a finite number > 0, got {args.lr}")
+    if not 0 <= args.momentum < 1:
+        p.error(f"--momentum must be in [0, 1), got {args.momentum}")
+    if args.nesterov and args.momentum == 0:
+        args.nesterov = False  # Nesterov is defined only with momentum; plain SGD was asked for
+    if args.weight_decay < 0:
+        p.error(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    return args
+
+
+def learning_rate(schedule, base_lr, step, total_steps):
+    """The learning rate at global step ``step`` of ``total_steps``.
+
+    cosine: ``base_lr * (1 + cos(pi * step / total_steps)) / 2``, from base_lr down towards 0
+    (never reaching it: the last step is ``total_steps - 1``);
+    step: ``base_lr``, then x0.1 from 50% of the run and x0.01 from 75%; constant: ``base_lr``.
+    """
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+    if schedule == "step":
+        return base_lr * (0.1 ** ((step >= total_steps // 2) + (step >= 3 * total_steps // 4)))
+    return base_lr
+
+
+def evaluate(model, images, labels, batch_size):
+    """Mean cross-entropy, accuracy and predicted probabilities of ``model`` on normalized ``images``."""
+    model.eval()
+    probabilities = np.concatenate([nn.softmax(model(images[i:i + batch_size]), axis=1)
+                                    for i in range(0, len(images), batch_size)])
+    model.train()
+    picked = probabilities[np.arange(len(labels)), labels]
+    loss = float(-np.mean(np.log(np.maximum(picked, np.finfo(probabilities.dtype).tiny))))
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
+    return loss, accuracy, probabilities
+
+
+class Progress:
+    """One self-overwriting status line on a terminal; silent when output is piped."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.last = 0.0
+
+    def update(self, text, force=False):
+        now = time.monotonic()
+        if self.enabled and (force or now - self.last > 0.25):
+            self.stream.write("\r" + text[:120].ljust(120))
+            self.stream.flush()
+            self.last = now
+
+    def clear(self):
+        if self.enabled:
+            self.stream.write("\r" + " " * 120 + "\r")
+            self.stream.flush()
+
+
+def paths_for(out):
+    """Where a run writes: the best model at ``out`` and its companions beside it."""
+    stem = out[:-4] if out.endswith(".npz") else out
+    folder = os.path.dirname(os.path.abspath(out))
+    return {
+        "model": out,
+        "checkpoint": stem + ".checkpoint.npz",
+        "metrics": stem + ".metrics.jsonl",
+        "curves": os.path.join(folder, "curves.png"),
+        "confusion": os.path.join(folder, "confusion_matrix.png"),
+        "misclassified": os.path.join(folder, "misclassified.png"),
+    }
+
+
+def write_metrics(path, history):
+    """All epochs so far as JSON lines, rewritten atomically (a resumed run keeps one line per epoch)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for row in history:
+            f.write(json.dumps(row) + "\n")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path, model, optimizer, epoch, history, best, args):
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state.update({f"optimizer.{k}": v for k, v in optimizer.state_dict().items()})
+    nn.save(state, path, metadata={"epoch": epoch, "history": history, "best": best,
+                                   "run": {k: getattr(args, k) for k in RUN_DEFINING_FLAGS}})
+
+
+def load_checkpoint(path, model, optimizer, args):
+    state, meta = nn.load(path)
+    run = {k: getattr(args, k) for k in RUN_DEFINING_FLAGS}
+    differing = {k: (meta["run"].get(k), run[k]) for k in RUN_DEFINING_FLAGS if meta["run"].get(k) != run[k]}
+    if differing:
+        detail = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in differing.items())
+        raise SystemExit(f"train.py: cannot resume {path}: the run was defined differently ({detail}); "
+                         "pass the same flags, or start afresh without --resume")
+    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    optimizer.load_state_dict({k[len("optimizer."):]: v for k, v in state.items() if k.startswith("optimizer.")})
+    return meta["epoch"], meta["history"], meta["best"]
+
+
+def model_metadata(args, epoch, val, test, data_hashes, started):
+    return {
+        "architecture": "LeNet5",
+        "input": {"shape": [1, 28, 28], "pixels": "MNIST: white ink (255) on black (0)"},
+        "normalization": dict(NORMALIZATION),
+        "epoch": epoch,
+        "val_loss": val[0], "val_accuracy": val[1],
+        "test_loss": test[0], "test_accuracy": test[1],
+        "seed": args.seed,
+        "hyperparameters": {k: getattr(args, k) for k in RUN_DEFINING_FLAGS},
+        "backend": nn.get_backend(),
+        "data_sha256": data_hashes,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def train(args):
+    if args.backend:
+        nn.set_backend(args.backend)
+    root = mnist.resolve_root(args.data_dir)
+    mnist.ensure(root, download=not args.no_download)
+    train_images, train_labels = mnist.load(root, train=True)
+    test_images, test_labels = mnist.load(root, train=False)
+    data_hashes = dict(mnist.SHA256)  # load() verified every file against these
+    (train_images, train_labels), (val_images, val_labels) = split_validation(
+        train_images, train_labels, args.validation_size)
+    if args.train_size is not None:
+        train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
+    val_x, test_x = normalize(val_images), normalize(test_images)
+    val_y, test_y = val_labels.astype(np.intp), test_labels.astype(np.intp)
+
+    model = LeNet5(seed=args.seed)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = nn.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+                             weight_decay=args.weight_decay, nesterov=args.nesterov)
+    paths = paths_for(args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    start_epoch, history, best = 0, [], {"val_accuracy": -1.0, "epoch": 0}
+    if args.resume:
+        if not os.path.exists(paths["checkpoint"]):
+            raise SystemExit(f"train.py: --resume: no checkpoint at {paths['checkpoint']}")
+        start_epoch, history, best = load_checkpoint(paths["checkpoint"], model, optimizer, args)
+        print(f"Resuming after epoch {start_epoch} from {paths['checkpoint']}")
+
+    augment = RandomAffine() if args.augment else None
+    n_train = len(train_images)
+    steps_per_epoch = math.ceil(n_train / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    print(f"LeNet5: {sum(p.size for p in model.parameters()):,} parameters, backend {nn.get_backend()}; "
+          f"{n_train:,} training, {len(val_y):,} validation, {len(test_y):,} test images")
+    progress = Progress()
+    started = time.monotonic()
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        # One generator per epoch, derived from (seed, epoch): shuffling and augmentation of epoch e
+        # are the same whether or not the run was interrupted before it, so a resumed run ends
+        # with the same model, bit for bit.
+        epoch_batches = iterate(train_images, train_labels, args.batch_size, rng=epoch_rng(args.seed, epoch),
+                                augment=augment)
+        epoch_start = time.monotonic()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for step_in_epoch, (x, y) in enumerate(epoch_batches):
+            step = (epoch - 1) * steps_per_epoch + step_in_epoch
+            optimizer.lr = learning_rate(args.lr_schedule, args.lr, step, total_steps)
+            logits = model(x)                          # forward
+            loss = criterion(logits, y)
+            if not np.isfinite(loss):
+                progress.clear()
+                raise SystemExit(f"train.py: the loss became {loss} at epoch {epoch}, step {step_in_epoch + 1}; "
+                                 f"training diverged at lr {optimizer.lr:.4g}. Try a smaller --lr, "
+                                 f"e.g. --lr {args.lr / 10:g}. Nothing was saved from this epoch.")
+            optimizer.zero_grad()
+            model.backward(criterion.backward())       # backward: fills every parameter's .grad
+            optimizer.step()                           # p <- p - lr * (momentum-smoothed grad)
+
+            loss_sum += float(loss) * len(y)
+            correct += int((logits.argmax(axis=1) == y).sum())
+            seen += len(y)
+            if args.log_interval and (step_in_epoch + 1) % args.log_interval == 0:
+                _, held_out_acc, _ = evaluate(model, val_x[:HELD_OUT_FOR_LOGGING], val_y[:HELD_OUT_FOR_LOGGING],
+                                              args.test_batch_size)
+                progress.clear()
+                print(f"Train Epoch: {epoch} [{seen}/{n_train} ({100 * seen / n_train:.0f}%)]\t"
+                      f"Loss: {float(loss):.6f}\tHeld-out accuracy: {100 * held_out_acc:.2f}%", flush=True)
+            elapsed = time.monotonic() - epoch_start
+            rate = seen / max(elapsed, 1e-9)
+            progress.update(f"epoch {epoch}/{args.epochs} [{seen}/{n_train}] {rate:,.0f} img/s, "
+                            f"ETA {max(n_train - seen, 0) / rate:.0f}s")
+        epoch_seconds = time.monotonic() - epoch_start
+        progress.clear()
+
+        val = evaluate(model, val_x, val_y, args.test_batch_size)
+        test = evaluate(model, test_x, test_y, args.test_batch_size)
+        row = {"epoch": epoch, "lr": optimizer.lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "val_loss": val[0], "val_accuracy": val[1], "test_loss": test[0], "test_accuracy": test[1],
+               "epoch_seconds": round(epoch_seconds, 2), "images_per_second": round(seen / epoch_seconds, 1)}
+        history.append(row)
+        print(f"Epoch {epoch}: train loss {row['train_loss']:.4f}, "
+              f"validation loss {val[0]:.4f} accuracy {100 * val[1]:.2f}%, "
+              f"Test set: Average loss: {test[0]:.4f}, Accuracy: {round(test[1] * len(test_y))}/{len(test_y)} "
+              f"({100 * test[1]:.2f}%); {epoch_seconds:.1f}s, {row['images_per_second']:,.0f} img/s", flush=True)
+        if val[1] > best["val_accuracy"]:
+            best = {"val_accuracy": val[1], "epoch": epoch, "test_accuracy": test[1]}
+            nn.save(model, paths["model"], metadata=model_metadata(args, epoch, val, test, data_hashes, started))
+            print(f"  best validation accuracy so far: saved {paths['model']}")
+        write_metrics(paths["metrics"], history)
+        save_checkpoint(paths["checkpoint"], model, optimizer, epoch, history, best, args)
+
+    finish(paths, history, best, test_images, test_x, test_y, args)
+    return best
+
+
+def finish(paths, history, best, test_images, test_x, test_y, args):
+    """Pictures of the run, drawn from the best model: curves, confusion matrix, misclassified digits."""
+    from lenet import load_model, plots
+    model = load_model(paths["model"])
+    _, accuracy, probabilities = evaluate(model, test_x, test_y, args.test_batch_size)
+    predicted = probabilities.argmax(axis=1)
+    plots.save_curves(history, paths["curves"])
+    plots.save_confusion_matrix(plots.confusion_matrix(test_y, predicted), paths["confusion"],
+                                title=f"LeNet5, best epoch {best['epoch']} of {args.epochs}")
+    wrong = predicted != test_y
+    plots.save_misclassified(test_images[wrong], test_y[wrong], predicted[wrong], paths["misclassified"],
+                             probabilities=probabilities[wrong])
+    print(f"Best model: epoch {best['epoch']}, validation accuracy {100 * best['val_accuracy']:.2f}%, "
+          f"test accuracy {100 * accuracy:.2f}% ({int(wrong.sum())} errors) -> {paths['model']}")
+    print(f"Metrics: {paths['metrics']}; pictures: {paths['curves']}, {paths['confusion']}, "
+          f"{paths['misclassified']}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        train(args)
+    except KeyboardInterrupt:
+        print("\nInterrupted. The last finished epoch is checkpointed; continue with the same flags "
+              "plus --resume.", file=sys.stderr)
+        return 130
+    except mnist.FetchError as exc:
+        print(f"train.py: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
