@@ -63,13 +63,33 @@ def _parse_rows(lines, columns, name, first_row):
         return np.zeros((0, columns), dtype=np.uint8)  # only blank lines, e.g. the file's end
     try:
         rows = np.loadtxt(lines, delimiter=",", dtype=np.int64, ndmin=2)
+        if rows.shape[1] != columns:
+            raise ValueError(f"{rows.shape[1]} columns")
     except ValueError as exc:
-        raise ValueError(f"{name}: lines {first_row}-{last_row}: {exc}") from None
-    if rows.shape[1] != columns:
-        raise ValueError(f"{name}: lines {first_row}-{last_row}: expected {columns} columns, got {rows.shape[1]}")
+        raise _locate_error(lines, columns, name, first_row, exc) from None
     bad = (rows < 0) | (rows > 255)
     if bad.any():
         row, column = np.argwhere(bad)[0]
         raise ValueError(f"{name}: line {first_row + row}, column {column + 1}: value {rows[row, column]} "
                          f"is outside 0-255")
     return rows.astype(np.uint8)
+
+
+def _locate_error(lines, columns, name, first_row, exc):
+    """The ValueError to raise for rows np.loadtxt refused, pointing at the first bad line and field.
+
+    Runs only after a failure, so it can afford to look at each field in Python.
+    """
+    for offset, line in enumerate(lines):
+        if not line.strip():
+            continue
+        fields = line.strip().split(",")
+        if len(fields) != columns:
+            return ValueError(f"{name}: line {first_row + offset}: expected {columns} columns, got {len(fields)}")
+        for column, field_text in enumerate(fields, start=1):
+            try:
+                int(field_text)
+            except ValueError:
+                return ValueError(f"{name}: line {first_row + offset}, column {column}: {field_text!r} "
+                                  f"is not an integer")
+    return ValueError(f"{name}: lines {first_row}-{first_row + len(lines) - 1}: {exc}")

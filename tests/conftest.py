@@ -1,0 +1,20 @@
+"""Fixtures shared by the test files."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir():
+    """The folder holding the four MNIST files (``$MNIST_DIR``, else ``<repo>/../shared/mnist``); skips if absent."""
+    folder = Path(os.environ.get("MNIST_DIR") or REPO_ROOT.parent / "shared" / "mnist")
+    missing = [name for name in MNIST_FILES
+               if not (folder / name).is_file() and not (folder / f"{name}.gz").is_file()]
+    if missing:
+        pytest.skip(f"MNIST not found in {folder} (missing {', '.join(missing)}); set MNIST_DIR to a folder holding it")
+    return folder
