@@ -16,6 +16,7 @@ which is the scalable Aileron font when Pillow has FreeType (Pillow >= 10.1). Th
 glyph, so the arrow of the captions is drawn with lines. Only ASCII text is written for the same reason.
 """
 
+import contextlib
 import functools
 import math
 import numbers
@@ -153,6 +154,25 @@ class _Canvas:
         tile = tile.resize((width * factor, height * factor), NEAREST).convert("RGB")
         # Whole saved pixels, so that the final block averaging never straddles a tile edge.
         self.image.paste(tile, (round(x) * self.k, round(y) * self.k))
+
+    @contextlib.contextmanager
+    def clipped_to(self, x0, y0, x1, y1):
+        """Within the ``with`` block, drawing lands only inside the box (x0, y0) - (x1, y1).
+
+        Pillow has no clipping region, so the block draws on a transparent layer, and only the box
+        of that layer is pasted onto the picture: a line leaving the box is cut at its edge.
+        """
+        picture, picture_draw = self.image, self.draw
+        self.image = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+        self.draw = ImageDraw.Draw(self.image)
+        try:
+            yield
+        finally:
+            layer, self.image, self.draw = self.image, picture, picture_draw
+            left, top = self._xy(x0, y0)
+            right, bottom = self._xy(x1, y1)
+            region = layer.crop((left, top, right + 1, bottom + 1))
+            picture.paste(region.convert("RGB"), (left, top), mask=region)
 
     def finish(self):
         """The picture at its saved size (block averaging: exact for the sharp digit tiles)."""
@@ -504,18 +524,21 @@ def _draw_chart(canvas, box, title, series, x_ticks, x_range, y_axis, y_title, e
         canvas.line([(x, plot[1]), (x, plot[3])], fill=GRID)
         canvas.line([(x, plot[3]), (x, plot[3] + 5)], fill=FRAME)
         canvas.text(x, plot[3] + 8, str(epoch), TICK_SIZE, anchor="mt")
-    canvas.rectangle(*plot, outline=FRAME)
     canvas.text((plot[0] + plot[2]) / 2, plot[3] + 28, "epoch", LABEL_SIZE, anchor="mt")
     canvas.vertical_text(left + 12, (plot[1] + plot[3]) / 2, y_title, LABEL_SIZE)
 
-    for _, colour, epochs, values, _ in series:
-        points = [(panel.x(e), panel.y(v)) for e, v in zip(epochs, values) if v is not None]
-        if len(points) > 1:
-            canvas.line(points, fill=colour, width=2)
-        # Markers show where the measurements are; past ~40 epochs they would merge into a thick line.
-        if len(points) <= 40:
-            for px, py in points:
-                canvas.circle(px, py, 3, fill=colour)
+    # Clipped: a value outside the y range (a low first-epoch train accuracy under the zoomed
+    # accuracy axis) leaves the box at its edge instead of running over the tick labels.
+    with canvas.clipped_to(*plot):
+        for _, colour, epochs, values, _ in series:
+            points = [(panel.x(e), panel.y(v)) for e, v in zip(epochs, values) if v is not None]
+            if len(points) > 1:
+                canvas.line(points, fill=colour, width=2)
+            # Markers show where the measurements are; past ~40 epochs they would merge into a thick line.
+            if len(points) <= 40:
+                for px, py in points:
+                    canvas.circle(px, py, 3, fill=colour)
+    canvas.rectangle(*plot, outline=FRAME)      # last, so the lines never cover the frame
 
 
 def _epoch_ticks(first, last):
@@ -531,8 +554,10 @@ def save_curves(history, path):
     ``history`` is a list with one dict per epoch, holding ``"epoch"`` (1-based) and any of
     ``train_loss``, ``val_loss``, ``test_loss`` and ``train_accuracy``, ``val_accuracy``,
     ``test_accuracy`` (fractions in [0, 1]). A missing or None value is simply not drawn, as is a
-    non-finite loss. Left panel: the three losses. Right panel: the accuracies in percent, on a
-    zoomed axis from the lowest one (rounded down) to 100%. The legend gives each line's last value.
+    non-finite loss. Left panel: the three losses. Right panel: the accuracies in percent, on an
+    axis zoomed from the lowest validation or test accuracy (rounded down) to 100%; the train
+    accuracy is drawn too when recorded, cut at the bottom edge where it is lower. The legend gives
+    each line's last value.
     Returns ``path``.
     """
     function = "save_curves"
@@ -557,7 +582,11 @@ def save_curves(history, path):
                                 f"{split} {final:.2f}%" if final is not None else split))
 
     all_losses = [v for _, _, _, values, _ in loss_series for v in values if v is not None]
-    all_percentages = [v for _, _, _, values, _ in accuracy_series for v in values if v is not None]
+    # The accuracy axis zooms on the held-out accuracies (val, test). The train accuracy, a running
+    # mean over the epoch, starts much lower after epoch 1 and would stretch the axis; it is drawn
+    # clipped instead. Only when there is no held-out accuracy does the zoom follow it.
+    held_out = [v for name, _, _, values, _ in accuracy_series if name != "train" for v in values if v is not None]
+    all_percentages = held_out or [v for _, _, _, values, _ in accuracy_series for v in values if v is not None]
 
     panel_width, height = 500, 400
     canvas = _Canvas(2 * panel_width, height)
@@ -699,7 +728,10 @@ def save_misclassified(images, true_labels, predicted_labels, path, max_images=1
     shown = wrong[:int(max_images)]
 
     margin, scale, gap, caption_height = 14, 3, 10, 22
-    title = f"Misclassified: {len(wrong):,} of {count:,} digits"
+    # Callers may pass every test digit or only the wrong ones; "of N" only says something in the first case.
+    title = f"Misclassified: {len(wrong):,} digit{'s' if len(wrong) != 1 else ''}"
+    if count > len(wrong):
+        title += f" of {count:,}"
     if len(shown) < len(wrong):
         title += f" (the {len(shown)} most confident shown)" if confidences is not None \
             else f" (the first {len(shown)} shown)"

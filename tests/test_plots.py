@@ -141,6 +141,18 @@ def test_curves_draw_train_accuracy_only_when_it_was_recorded(tmp_path):
     assert contains_colour(with_train[:, half:], train_colour)
 
 
+def test_a_low_train_accuracy_is_cut_at_the_zoomed_axis_not_drawn_over_the_labels(tmp_path):
+    # Train accuracy 10% at epoch 1, far below the zoomed 97% - 100% axis of val/test.
+    history = synthetic_history(6, with_train_accuracy=True)
+    history[0]["train_accuracy"] = 0.10
+    pixels = open_png(plots.save_curves(history, tmp_path / "curves.png"))
+    height, width, _ = pixels.shape
+    accuracy_panel = pixels[:, width // 2:]
+    train_colour = plots.SERIES_COLOURS["train"]
+    assert contains_colour(accuracy_panel, train_colour)                 # the line is drawn...
+    assert not contains_colour(accuracy_panel[height - 40:], train_colour)   # ...but not under the box
+
+
 def test_curves_tolerate_missing_values_and_a_diverged_loss(tmp_path):
     history = [{"epoch": 1, "train_loss": 0.5},
                {"epoch": 2, "train_loss": float("nan"), "val_loss": 0.4, "val_accuracy": 0.9},
