@@ -10,7 +10,9 @@ that look like that, so any drawing or photo is brought to the same form first:
    far a pixel is from it, towards the other side (so dark-on-light pictures are inverted),
    stretched so the strongest ink is 1;
 3. crop to the bounding box of the pixels above ``INK_THRESHOLD``;
-4. resize (Lanczos, which averages over the area when shrinking) so the longer side is 20;
+4. resize (Lanczos, which averages over the area when shrinking) so the longer side is 20, and
+   stretch again so the strongest pixel is full white (shrinking thin strokes dims them; MNIST
+   digits all reach 255);
 5. paste in the middle of a 28x28 black image;
 6. shift by ``round(14 - center of mass)`` along each axis, never pushing ink off the image.
 
@@ -45,6 +47,10 @@ def prepare_digit(image):
     ink = ink_on_black(grey_levels(image))
     top, bottom, left, right = ink_bounding_box(ink)
     digit = fit_in_box(ink[top:bottom, left:right], BOX)
+    peak = float(digit.max())
+    if peak <= 0:  # cannot happen with sane resampling, but never divide by zero
+        raise BlankImageError("blank image: the ink vanished when scaled to fit 20x20")
+    digit /= peak
     canvas = np.zeros((SIZE, SIZE), dtype=np.float32)
     height, width = digit.shape
     y0, x0 = (SIZE - height) // 2, (SIZE - width) // 2

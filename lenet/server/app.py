@@ -7,11 +7,6 @@ from http.server import ThreadingHTTPServer
 
 import numpy as np
 
-try:
-    import numba
-except ImportError:  # the NumPy backend needs no thread settings
-    numba = None
-
 from .handler import RequestHandler
 from .routes import build_routes
 from .static import STATIC_DIR, StaticFiles
@@ -21,24 +16,31 @@ DEFAULT_PORT = 8000
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds a client may take to send a request (and may idle between requests)
 
 
+def write_to_stderr(line):
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 class PredictionServer(ThreadingHTTPServer):
     """Serve ``model`` (anything with ``predict(images) -> (N, 10)`` and a ``metadata`` dict).
 
     One thread per connection; all threads share the model, which is fine because eval-mode
-    ``predict`` stores nothing on it. ``port=0`` picks a free port (see ``url``). ``log`` receives
-    one line per request; pass ``None`` to keep quiet.
+    ``predict`` stores nothing on it. ``port=0`` picks a free port (see ``url``). ``log`` is called
+    with one line per request (default: written to stderr); pass ``None`` to keep quiet.
     """
 
     daemon_threads = True  # a stalled client's thread never keeps the process from exiting
+    # Connections waiting to be accepted. socketserver's default of 5 is overrun when a few
+    # clients connect at once, and each connection dropped then waits a second for the retry.
+    request_queue_size = 128
 
     def __init__(self, model, host=DEFAULT_HOST, port=DEFAULT_PORT, request_timeout=DEFAULT_REQUEST_TIMEOUT,
-                 log="stderr", static_folder=STATIC_DIR):
+                 log=write_to_stderr, static_folder=STATIC_DIR):
         self.model = model
         self.request_timeout = float(request_timeout)
-        self._log_sink = _stderr_line if log == "stderr" else log
+        self._log_sink = log
         self._log_lock = threading.Lock()
         self.routes = build_routes(StaticFiles(static_folder))
-        self.prepare_worker_thread()
         # Compile and run the kernels once now, so the first client does not wait for it.
         self.predict(np.zeros((1, 28, 28), dtype=np.uint8))
         super().__init__((host, port), RequestHandler)
@@ -51,26 +53,10 @@ class PredictionServer(ThreadingHTTPServer):
     def predict(self, images):
         return self.model.predict(images)
 
-    def prepare_worker_thread(self):
-        """Run each request's inference on its own thread only.
-
-        numba's parallel kernels would otherwise fan every single-image predict out to all cores:
-        for one image that costs more than it saves, and with many requests at once the fan-outs
-        fight over the same two cores. Requests in parallel already keep the cores busy. numba's
-        thread count is per calling thread, so each connection thread sets it.
-        """
-        if numba is not None:
-            numba.set_num_threads(1)
-
     def log(self, line):
         if self._log_sink is not None:
             with self._log_lock:
                 self._log_sink(line)
-
-
-def _stderr_line(line):
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 @contextlib.contextmanager

@@ -50,7 +50,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         # after request_timeout seconds; it only ever holds its own thread.
         self.timeout = self.server.request_timeout
         super().setup()
-        self.server.prepare_worker_thread()
 
     # -- one request -----------------------------------------------------------------------------
     def handle_one_request(self):
