@@ -1,0 +1,141 @@
+"""Random affine augmentation: exact on identity and whole-pixel shifts, geometry right, seeded, in range."""
+
+import numpy as np
+import pytest
+
+from data.augment import RandomAffine, affine_maps, apply_affine
+from data.warp import warp, warp_numba, warp_numpy
+
+BACKENDS = ["numpy", "numba"]
+DTYPES = [np.uint8, np.float32, np.float64]
+
+
+def random_images(seed, shape=(6, 28, 28), dtype=np.uint8):
+    rng = np.random.default_rng(seed)
+    if dtype == np.uint8:
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    return rng.uniform(-1.0, 3.0, size=shape).astype(dtype)
+
+
+def identity(n):
+    return np.zeros(n), np.ones(n), np.zeros((n, 2))
+
+
+def point_image(size, y, x, dtype=np.float64):
+    image = np.zeros((1, size, size), dtype=dtype)
+    image[0, y, x] = 1
+    return image
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(6, 28, 28), (3, 2, 28, 28), (2, 5, 9)])
+def test_identity_parameters_give_back_the_input_exactly(backend, dtype, shape):
+    images = random_images(0, shape, dtype)
+    out = apply_affine(images, *identity(shape[0]), backend=backend)
+    assert out.dtype == images.dtype and out.shape == images.shape
+    np.testing.assert_array_equal(out, images)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dy, dx", [(0, 1), (1, 0), (0, -1), (-2, 2)])
+def test_a_whole_pixel_shift_moves_the_image_and_fills_the_gap(backend, dtype, dy, dx):
+    images = random_images(1, (4, 28, 28), dtype)
+    fill = 7
+    out = apply_affine(images, np.zeros(4), np.ones(4), np.tile([dy, dx], (4, 1)), fill=fill, backend=backend)
+    expected = np.full_like(images, fill)
+    h, w = images.shape[1:]
+    # +dy moves content down, +dx moves it right: out[y, x] = in[y - dy, x - dx].
+    expected[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_quarter_turn_takes_right_of_centre_to_below_centre(backend):
+    # 29 x 29 has a pixel at its exact centre (14, 14); the point sits 5 pixels to its right.
+    out = apply_affine(point_image(29, 14, 19), [90.0], [1.0], [[0, 0]], backend=backend)
+    np.testing.assert_allclose(out, point_image(29, 19, 14), atol=1e-9)  # clockwise as displayed
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scaling_moves_pixels_away_from_the_centre_in_proportion(backend):
+    out = apply_affine(point_image(29, 14, 17), [0.0], [2.0], [[0, 0]], backend=backend)
+    # 3 pixels right of centre become 6; scaling up by 2 also spreads the point over its neighbours.
+    assert np.unravel_index(np.argmax(out[0]), out[0].shape) == (14, 20)
+    assert out[0, 14, 20] == 1.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_half_pixel_shift_averages_neighbours(backend):
+    image = np.zeros((1, 3, 4))
+    image[0, 1] = [0.0, 2.0, 4.0, 6.0]
+    out = apply_affine(image, [0.0], [1.0], [[0.0, 0.5]], backend=backend)
+    np.testing.assert_allclose(out[0, 1], [0.0, 1.0, 3.0, 5.0])  # the leftmost blends with fill 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_augmentation_keeps_shape_dtype_and_value_range(backend, dtype):
+    images = random_images(2, (32, 28, 28), dtype)
+    augment = RandomAffine(max_rotation=30.0, scale_range=(0.7, 1.3), fill=0, backend=backend)
+    out = augment(images, np.random.default_rng(0))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    low, high = min(images.min(), 0), max(images.max(), 0)
+    assert low <= out.min() and out.max() <= high
+    assert not np.array_equal(out, images)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_same_seed_gives_the_same_augmentation(backend):
+    images = random_images(3, (16, 28, 28))
+    augment = RandomAffine(backend=backend)
+    first = augment(images, np.random.default_rng(42))
+    np.testing.assert_array_equal(first, augment(images, np.random.default_rng(42)))
+    assert not np.array_equal(first, augment(images, np.random.default_rng(43)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numba_kernel_matches_the_numpy_reference_bit_for_bit(dtype):
+    images = random_images(4, (50, 28, 28), dtype)
+    angles, scales, shifts = RandomAffine(max_rotation=45.0, scale_range=(0.5, 1.5)).sample(
+        np.random.default_rng(5), 50)
+    maps = affine_maps(angles, scales, shifts + np.random.default_rng(6).uniform(-0.5, 0.5, (50, 2)), (28, 28))
+    np.testing.assert_array_equal(warp_numba(images, maps, fill=-0.3), warp_numpy(images, maps, fill=-0.3))
+
+
+def test_sampled_parameters_stay_within_the_configured_bounds():
+    angles, scales, shifts = RandomAffine(max_shift=2, max_rotation=10.0, scale_range=(0.9, 1.1)).sample(
+        np.random.default_rng(7), 10000)
+    assert np.all(np.abs(angles) <= 10.0) and np.all((0.9 <= scales) & (scales <= 1.1))
+    assert shifts.dtype.kind == "i" and set(np.unique(shifts)) == {-2, -1, 0, 1, 2}
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_shift=-1), dict(max_shift=1.5), dict(max_rotation=200.0),
+                                    dict(scale_range=(1.1, 0.9)), dict(scale_range=(0.0, 1.0))])
+def test_impossible_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="RandomAffine"):
+        RandomAffine(**kwargs)
+
+
+def test_augmenting_needs_a_generator():
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        RandomAffine()(random_images(0), 42)
+
+
+@pytest.mark.parametrize("images, maps, error", [
+    (np.zeros((2, 28, 28), np.uint8), np.zeros((3, 2, 3)), ValueError),
+    (np.zeros((2, 28, 28), np.int32), np.zeros((2, 2, 3)), TypeError),
+    (np.zeros((28, 28), np.uint8), np.zeros((1, 2, 3)), ValueError),
+    (np.zeros((1, 28, 28), np.uint8), np.full((1, 2, 3), np.nan), ValueError),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warp_refuses_mismatched_or_unsupported_input(images, maps, error, backend):
+    with pytest.raises(error, match="warp"):
+        warp(images, maps, backend=backend)
+
+
+def test_apply_affine_refuses_a_parameter_count_that_does_not_match():
+    with pytest.raises(ValueError, match="2 images but 3"):
+        apply_affine(random_images(0, (2, 28, 28)), *identity(3))
