@@ -76,7 +76,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.server_close()  # no new connections from here on
+        server.wait_for_requests(timeout=5)
     print("Stopped.", flush=True)
     return 0
 

@@ -40,6 +40,8 @@ class PredictionServer(ThreadingHTTPServer):
         self.request_timeout = float(request_timeout)
         self._log_sink = log
         self._log_lock = threading.Lock()
+        self._requests_in_progress = 0
+        self._no_request_in_progress = threading.Condition()
         self.routes = build_routes(StaticFiles(static_folder))
         # Compile and run the kernels once now, so the first client does not wait for it.
         self.predict(np.zeros((1, 28, 28), dtype=np.uint8))
@@ -52,6 +54,28 @@ class PredictionServer(ThreadingHTTPServer):
 
     def predict(self, images):
         return self.model.predict(images)
+
+    @contextlib.contextmanager
+    def request_in_progress(self):
+        """Count a request as being answered for the duration of a ``with`` block."""
+        with self._no_request_in_progress:
+            self._requests_in_progress += 1
+        try:
+            yield
+        finally:
+            with self._no_request_in_progress:
+                self._requests_in_progress -= 1
+                if self._requests_in_progress == 0:
+                    self._no_request_in_progress.notify_all()
+
+    def wait_for_requests(self, timeout):
+        """After ``shutdown()``: wait (at most ``timeout`` s) for the requests being answered to finish.
+
+        Connection threads are daemons, so without this an exit would cut answers off midway.
+        Idle keep-alive connections are not waited for. Returns True if none was left.
+        """
+        with self._no_request_in_progress:
+            return self._no_request_in_progress.wait_for(lambda: self._requests_in_progress == 0, timeout)
 
     def log(self, line):
         if self._log_sink is not None:
@@ -69,5 +93,6 @@ def serving_in_background(server):
         yield server
     finally:
         server.shutdown()
+        server.wait_for_requests(timeout=5)
         server.server_close()
         thread.join()

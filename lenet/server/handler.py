@@ -64,11 +64,18 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._started = time.perf_counter()
+        with self.server.request_in_progress():
+            self._answer()
+
+    def _answer(self):
+        """Parse, route and answer the request whose first line has been read."""
         try:
             if len(self.raw_requestline) > MAX_REQUEST_LINE:
                 raise HTTPError(414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True)
             if not self.parse_request():  # it has answered with send_error (JSON, below)
                 return
+            if self.request_version == "HTTP/0.9":
+                raise HTTPError(505, "HTTP/0.9 is not supported: send HTTP/1.0 or HTTP/1.1", close=True)
             response = self._route()
         except HTTPError as exc:
             response = self._error(exc)
@@ -165,6 +172,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         return error_response(exc.status, exc.message, exc.headers)
 
     def _send(self, response):
+        if self.request_version == "HTTP/0.9":
+            # http.server assumes HTTP/0.9 for an unreadable request line and would then send the
+            # body without a status line; every answer here has one.
+            self.request_version = "HTTP/1.0"
         try:
             self.send_response(response.status)
             for name, value in SECURITY_HEADERS.items():
