@@ -1,5 +1,6 @@
 """Download one file over HTTP(S) and keep it only if its content has the expected SHA-256."""
 
+import os
 import urllib.request
 
 from .progress import ProgressLine
@@ -44,6 +45,8 @@ def download_verified(url, dest, sha256, timeout=10.0, progress=True, stream=Non
                     bar.update(len(chunk))
                 if announced is not None and bar.done != announced:
                     raise IncompleteDownloadError(f"{url}: received {bar.done} of {announced} bytes")
+                out.flush()
+                os.fsync(out.fileno())  # on disk before the rename makes it look finished
             except BaseException as exc:
                 bar.close(f"failed ({type(exc).__name__})")
                 raise

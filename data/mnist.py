@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+# FetchError is part of this module's interface: callers of ensure() catch mnist.FetchError.
 from .fetch import DEFAULT_TIMEOUT, FetchError, fetch
 from .idx import decode
 from .storage import CorruptFileError, read_bytes, sha256_of

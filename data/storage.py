@@ -1,7 +1,7 @@
 """Files on disk: gzip chosen by the ``.gz`` suffix, atomic writes, and hashes of uncompressed content.
 
 A file is written to a temporary name in its own folder and only renamed onto its final name
-(``os.replace``, atomic on POSIX and Windows) once it is complete, so a crash or an error never
+(``os.replace``, atomic on POSIX file systems) once it is complete, so a crash or an error never
 leaves a half-written file behind under a name that looks finished.
 """
 

