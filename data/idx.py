@@ -13,6 +13,7 @@ dimensions, 60000 images of 28x28 pixels. A file ending in ``.gz`` is gzip-compr
 describes its uncompressed content.
 """
 
+import math
 import struct
 
 import numpy as np
@@ -80,7 +81,7 @@ def decode(buffer, name="<bytes>"):
         raise CorruptFileError(f"{name}: truncated IDX header ({size} bytes, the {ndim} dimensions need {header_size})")
     shape = struct.unpack_from(f">{ndim}I", buffer, _PREFIX.size)
     dtype = DTYPE_CODES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow from absurd headers
     found = size - header_size
     if found < expected:
         raise CorruptFileError(f"{name}: truncated IDX data: shape {shape} of {dtype.name} needs {expected} bytes, "

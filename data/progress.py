@@ -1,8 +1,9 @@
 """A one-line download progress report on stderr that stays readable when piped to a file.
 
 On a terminal the line is redrawn in place (carriage return) each time its text changes (a whole
-percent, or 0.1 MB when the size is unknown). Anywhere else (a log file, a CI console) a carriage return would pile up as one huge
-line, so only a few complete lines are printed: at 25%, 50%, 75% and at the end.
+percent, or 0.1 MB when the size is unknown). Anywhere else (a log file, a CI console) carriage
+returns would pile up into one huge line, so only a few complete lines are printed instead: at
+25%, 50%, 75% and at the end.
 """
 
 import sys

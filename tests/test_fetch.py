@@ -309,11 +309,14 @@ def test_a_wheel_with_the_wrong_hash_is_rejected(tmp_path, synthetic_wheel):
     assert leftovers(out) == []
 
 
+TWO_ROWS = csv_text(np.zeros((2, 28, 28), np.uint8), [3, 4])
+
+
 @pytest.mark.parametrize("text, message", [
     ("label,a,b\n1,2,3\n", "expected a header of 785 columns"),
-    (csv_text(np.zeros((2, 28, 28), np.uint8), [3, 4]).replace(",0\n", "\n", 1), "line 2: expected 785 columns, got 784"),
-    (csv_text(np.zeros((2, 28, 28), np.uint8), [3, 4]).replace("\n4,", "\n256,"), "line 3, column 1: value 256"),
-    (csv_text(np.zeros((2, 28, 28), np.uint8), [3, 4]).replace("\n4,", "\nfour,"), "line 3, column 1: 'four' is not"),
+    (TWO_ROWS.replace(",0\n", "\n", 1), "line 2: expected 785 columns, got 784"),
+    (TWO_ROWS.replace("\n4,", "\n256,"), "line 3, column 1: value 256"),
+    (TWO_ROWS.replace("\n4,", "\nfour,"), "line 3, column 1: 'four' is not"),
 ])
 def test_malformed_csv_is_rejected_naming_the_line(text, message):
     with pytest.raises(ValueError, match=message) as caught:
