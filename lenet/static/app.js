@@ -14,6 +14,7 @@
   const seen = document.getElementById("seen");
   const seenContext = seen.getContext("2d");
   const predictionOutput = document.getElementById("prediction");
+  const resultPanel = document.getElementById("result");
   const statusText = document.getElementById("status");
   const msText = document.getElementById("ms");
   const rows = Array.from(document.querySelectorAll("#probabilities tbody tr"));
@@ -102,15 +103,21 @@
       pending = true; // ask again with the newer drawing as soon as the current answer is in
       return;
     }
-    inFlight = true;
     pending = false;
+    setInFlight(true);
     const asked = generation;
     canvas.toBlob(function (blob) {
       send(blob, "image/png", asked).finally(function () {
-        inFlight = false;
+        setInFlight(false);
         if (pending && asked === generation) requestPrediction();
       });
     }, "image/png");
+  }
+
+  function setInFlight(flag) {
+    inFlight = flag;
+    // aria-busy tells assistive technology (and the browser test) that a newer answer is coming.
+    resultPanel.setAttribute("aria-busy", String(flag || pending));
   }
 
   function send(body, contentType, asked) {
@@ -132,7 +139,10 @@
     generation += 1;
     clearResult("Reading " + file.name + "\u2026");
     showFileOnCanvas(file);
-    send(file, file.type || "application/octet-stream", generation);
+    resultPanel.setAttribute("aria-busy", "true");
+    send(file, file.type || "application/octet-stream", generation).finally(function () {
+      resultPanel.setAttribute("aria-busy", String(inFlight || pending));
+    });
   }
 
   function showFileOnCanvas(file) {
@@ -199,6 +209,7 @@
   document.getElementById("clear").addEventListener("click", function () {
     generation += 1;
     pending = false;
+    resultPanel.setAttribute("aria-busy", String(inFlight));
     resetCanvas();
     clearResult("Waiting for a digit.");
   });

@@ -1,0 +1,147 @@
+"""The page in a real browser: headless Chromium driven by selenium draws digits with pointer events.
+
+Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromedriver); without
+them every test here is skipped with that reason. Recognition tests need the shipped trained model.
+"""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import lenet
+from lenet.server import PredictionServer, serving_in_background
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install .[test])")
+from selenium.webdriver.chrome.service import Service  # noqa: E402  (only once selenium is known to import)
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = os.environ.get("CHROMIUM_BINARY") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CANVAS_SIDE = 280  # the drawing canvas's own pixels (index.html), whatever its size on screen
+WAIT_SECONDS = 20
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.isfile(path)]
+    if missing:
+        pytest.skip(f"no headless browser: {', '.join(missing)} not found "
+                    "(apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--window-size=1200,900", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def serve(model):
+    return serving_in_background(PredictionServer(model, port=0, log=None))
+
+
+@pytest.fixture(scope="module")
+def untrained_server():
+    with serve(lenet.LeNet5(seed=0).eval()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def shipped_server():
+    if not os.path.isfile(lenet.DEFAULT_WEIGHTS):
+        pytest.skip("shipped model not trained yet (lenet/weights/lenet5.npz)")
+    with serve(lenet.load_model()) as server:
+        yield server
+
+
+def open_page(browser, server):
+    browser.get(server.url + "/")
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_element("id", "status").text)
+    return browser.find_element("id", "canvas")
+
+
+def draw_strokes(browser, canvas, strokes):
+    """Draw with the mouse pointer; each stroke is a list of (x, y) points in canvas pixels (0..280)."""
+    box = canvas.rect  # CSS pixels; the page does not scroll at this window size
+    scale = box["width"] / CANVAS_SIDE
+    actions = ActionBuilder(browser)
+    for stroke in strokes:
+        (x, y), rest = stroke[0], stroke[1:]
+        actions.pointer_action.move_to_location(int(box["x"] + x * scale), int(box["y"] + y * scale))
+        actions.pointer_action.pointer_down()
+        for x, y in rest:
+            actions.pointer_action.move_to_location(int(box["x"] + x * scale), int(box["y"] + y * scale))
+        actions.pointer_action.pointer_up()
+    actions.perform()
+
+
+def settled_prediction(browser):
+    """The text of #prediction once no newer answer is on its way."""
+    result = browser.find_element("id", "result")
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        lambda b: result.get_attribute("aria-busy") == "false" and b.find_element("id", "prediction").text)
+    return browser.find_element("id", "prediction").text
+
+
+def strokes_tracing(image, threshold=128, scale=CANVAS_SIDE // 28):
+    """Horizontal strokes along every run of ink pixels of a 28x28 MNIST digit, scaled to the canvas."""
+    strokes = []
+    for y, row in enumerate(image > threshold):
+        x = 0
+        while x < 28:
+            if row[x]:
+                start = x
+                while x < 28 and row[x]:
+                    x += 1
+                cy = (y + 0.5) * scale
+                strokes.append([((start + 0.5) * scale, cy), ((x - 0.5) * scale, cy)])
+            x += 1
+    return strokes
+
+
+def test_page_loads_cleanly_with_nothing_predicted_yet(browser, untrained_server):
+    open_page(browser, untrained_server)
+    assert browser.find_element("id", "prediction").text == ""
+    assert browser.execute_script("return getComputedStyle(document.getElementById('canvas')).touchAction") == "none"
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert errors == []
+
+
+def test_drawing_shows_a_prediction_and_clear_empties_canvas_and_result(browser, untrained_server):
+    canvas = open_page(browser, untrained_server)
+    draw_strokes(browser, canvas, [[(140, 40), (140, 140), (140, 240)]])
+    assert settled_prediction(browser) in list("0123456789")
+    assert browser.find_element("css selector", "#probabilities tr.top")
+    browser.find_element("id", "clear").click()
+    assert browser.find_element("id", "prediction").text == ""
+    assert browser.find_elements("css selector", "#probabilities tr.top") == []
+    white = browser.execute_script(
+        "const c = document.getElementById('canvas');"
+        "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).every(v => v === 255);")
+    assert white
+
+
+def test_a_vertical_stroke_is_read_as_1(browser, shipped_server):
+    canvas = open_page(browser, shipped_server)
+    draw_strokes(browser, canvas, [[(140, 40), (140, 140), (138, 240)]])
+    assert settled_prediction(browser) == "1"
+
+
+@pytest.mark.parametrize("index", [0, 1, 2, 3, 4])
+def test_a_traced_real_mnist_digit_is_recognized(browser, shipped_server, mnist_dir, index):
+    from data.mnist import load
+    images, labels = load(mnist_dir, train=False)
+    canvas = open_page(browser, shipped_server)
+    draw_strokes(browser, canvas, strokes_tracing(images[index]))
+    assert settled_prediction(browser) == str(labels[index])
+    seen = browser.execute_script(
+        "return Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data);")
+    assert np.asarray(seen).reshape(28, 28, 4)[..., 0].max() == 255  # the 28x28 image the model saw is shown
