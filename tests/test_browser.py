@@ -72,7 +72,7 @@ def draw_strokes(browser, canvas, strokes):
     """Draw with the mouse pointer; each stroke is a list of (x, y) points in canvas pixels (0..280)."""
     box = canvas.rect  # CSS pixels; the page does not scroll at this window size
     scale = box["width"] / CANVAS_SIDE
-    actions = ActionBuilder(browser)
+    actions = ActionBuilder(browser, duration=20)  # ms per move; selenium's default 250 makes tracing slow
     for stroke in strokes:
         (x, y), rest = stroke[0], stroke[1:]
         actions.pointer_action.move_to_location(int(box["x"] + x * scale), int(box["y"] + y * scale))
