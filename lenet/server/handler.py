@@ -107,25 +107,26 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- the body --------------------------------------------------------------------------------
     def _read_body(self, limit):
         """Read exactly Content-Length bytes (at most ``limit``) before the request deadline."""
+        self._unread_body = True  # until the body has been read in full
+        body = self._read_exactly(self._declared_length(limit))
+        self._unread_body = False
+        return body
+
+    def _declared_length(self, limit):
         if self.headers.get("Transfer-Encoding"):
-            self._unread_body = True
             raise HTTPError(411, "chunked (Transfer-Encoding) bodies are not accepted: send a Content-Length", close=True)
         declared = self.headers.get_all("Content-Length") or []
         if not declared:
-            self._unread_body = True
             raise HTTPError(411, "a Content-Length header is required", close=True)
         if len(set(v.strip() for v in declared)) > 1:
-            self._unread_body = True
             raise HTTPError(400, f"conflicting Content-Length headers: {declared}", close=True)
         value = declared[0].strip()
         if not _DIGITS.fullmatch(value):
-            self._unread_body = True
             raise HTTPError(400, f"Content-Length must be a non-negative integer, got {_printable(value)!r}", close=True)
         length = int(value)
         if length > limit:
-            self._unread_body = True
             raise HTTPError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route", close=True)
-        return self._read_exactly(length)
+        return length
 
     def _read_exactly(self, length):
         deadline = time.monotonic() + self.server.request_timeout
