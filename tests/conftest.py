@@ -11,8 +11,12 @@ MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-image
 
 @pytest.fixture(scope="session")
 def mnist_dir():
-    """The folder holding the four MNIST files (``$MNIST_DIR``, else ``<repo>/../shared/mnist``); skips if absent."""
-    folder = Path(os.environ.get("MNIST_DIR") or REPO_ROOT.parent / "shared" / "mnist")
+    """The folder holding the four MNIST files; skips if absent.
+
+    ``$MNIST_DIR`` if set (CI points it at a local copy), else ``<repo>/mnist``, where
+    ``python train.py`` and ``python -m data.mnist`` fetch it by default.
+    """
+    folder = Path(os.environ.get("MNIST_DIR") or REPO_ROOT / "mnist")
     missing = [name for name in MNIST_FILES
                if not (folder / name).is_file() and not (folder / f"{name}.gz").is_file()]
     if missing:
