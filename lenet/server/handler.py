@@ -39,7 +39,10 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server_version = "lenet5-serve/0.1"
-    disable_nagle_algorithm = True  # headers and body are two writes: do not let Nagle hold the second
+    # Buffer what is written and flush once per answer: headers and body leave in one send (and
+    # without Nagle's algorithm, nothing waits for the client's acknowledgement before going out).
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def version_string(self):
         """The Server header: this program's name only, not the Python version."""
@@ -192,6 +195,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(response.body)
+            self.wfile.flush()
         except OSError:
             self.close_connection = True  # the client went away; nothing left to tell it
         finally:
