@@ -3,12 +3,15 @@
 import numpy as np
 
 from nn.activation import ReLU
+from nn.backend import get_backend
+from nn.checks import as_float_array, check_dout
 from nn.conv import Conv2d
 from nn.flatten import Flatten
 from nn.init import make_rng
 from nn.linear import Linear
 from nn.loss import softmax
 from nn.module import Module
+from nn.ops import fused
 from nn.pool import MaxPool2d
 
 # The normalization every shipped or trained model uses unless its metadata says otherwise:
@@ -54,14 +57,71 @@ class LeNet5(Module):
         return list(self.children())
 
     def forward(self, x):
-        for layer in self._layers():
-            x = layer(x)
-        return x
+        """x (N, 1, 28, 28) -> logits (N, 10): the layers above, in order.
 
-    def backward(self, dout):
+        On the numba backend the same computation runs as five fused kernels (conv + ReLU + pool
+        twice, then the three linear layers, each with its ReLU); on the NumPy backend layer by
+        layer. The tests check that both give the same result.
+        """
+        if get_backend() != "numba":
+            self._save_for_backward(fused=None)
+            for layer in self._layers():
+                x = layer(x)
+            return x
+        return self._forward_fused(x)
+
+    def backward(self, dout, need_input_grad=True):
+        """d loss / d logits (N, 10) -> d loss / d x (N, 1, 28, 28), accumulating every parameter's grad.
+
+        ``need_input_grad=False`` skips the gradient with respect to the images, which training
+        never uses (it is a full convolution through C1), and returns None.
+        """
+        saved = self._saved()["fused"]
+        if saved is not None:
+            return self._backward_fused(dout, saved, need_input_grad)
         for layer in reversed(self._layers()):
+            if layer is self.C1:
+                return layer.backward(dout, need_input_grad=need_input_grad)
             dout = layer.backward(dout)
         return dout
+
+    # -- the fused path (numba backend) -------------------------------------------------------------
+    def _forward_fused(self, x):
+        x = as_float_array("LeNet5", x, self.C1.weight.dtype, ndim=4)
+        self.C1._output_size(x)  # the same shape checks, and messages, as layer by layer
+        training = self.training
+        c1, c3, c5, f6, out = self.C1, self.C3, self.C5, self.F6, self.out
+        bias = [None if layer.bias is None else layer.bias.data for layer in (c1, c3, c5, f6, out)]
+        s2, s4 = self.S2, self.S4
+        p2, argmax2 = fused.conv_relu_pool_forward(x, c1.weight.data, bias[0], s2.kernel_size, s2.stride, training)
+        p4, argmax4 = fused.conv_relu_pool_forward(p2, c3.weight.data, bias[1], s4.kernel_size, s4.stride, training)
+        flat = p4.reshape(len(p4), -1)
+        h5 = fused.linear_forward(flat, c5.weight.data, bias[2], relu=True)
+        h6 = fused.linear_forward(h5, f6.weight.data, bias[3], relu=True)
+        logits = fused.linear_forward(h6, out.weight.data, bias[4])
+        if training:
+            for layer in self._layers():  # their own caches would be stale: backward goes through ours
+                layer.__dict__.pop("_cache", None)
+            self._save_for_backward(fused=dict(x=x, p2=p2, argmax2=argmax2, p4=p4, argmax4=argmax4,
+                                               flat=flat, h5=h5, h6=h6, logits=logits))
+        return logits
+
+    def _backward_fused(self, dout, s, need_input_grad):
+        dout = check_dout("LeNet5", dout, s["logits"].shape, self.C1.weight.dtype)
+        buffers = self.__dict__.setdefault("_buffers", {"C1": {}, "C3": {}})  # scratch kept across steps
+        c1, c3, c5, f6, out = self.C1, self.C3, self.C5, self.F6, self.out
+
+        def grads(layer):
+            return layer.weight.grad, None if layer.bias is None else layer.bias.grad
+
+        d = fused.linear_backward(dout, s["h6"], s["logits"], out.weight.data, *grads(out))
+        d = fused.linear_backward(d, s["h5"], s["h6"], f6.weight.data, *grads(f6), relu=True)
+        d = fused.linear_backward(d, s["flat"], s["h5"], c5.weight.data, *grads(c5), relu=True)
+        d = fused.conv_relu_pool_backward(d.reshape(s["p4"].shape), s["p2"], s["p4"], s["argmax4"], c3.weight.data,
+                                          *grads(c3), self.S4.kernel_size, self.S4.stride, buffers=buffers["C3"])
+        return fused.conv_relu_pool_backward(d, s["x"], s["p2"], s["argmax2"], c1.weight.data, *grads(c1),
+                                             self.S2.kernel_size, self.S2.stride, need_input_grad=need_input_grad,
+                                             buffers=buffers["C1"])
 
     def preprocess(self, images):
         """Raw pixels -> normalized float NCHW input.

@@ -77,7 +77,12 @@ class Conv2d(Module):
         self._save_for_backward(col=col, x_shape=x.shape, out_shape=out.shape)
         return out
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=True):
+        """Accumulate dL/dW and dL/db; return dL/dx, or None if ``need_input_grad`` is False.
+
+        The first layer of a network may pass ``need_input_grad=False``: nobody needs the gradient
+        with respect to the images, and it is the costliest of the three (a col2im over the input).
+        """
         saved = self._saved()
         col, x_shape = saved["col"], saved["x_shape"]
         dout = check_dout("Conv2d", dout, saved["out_shape"], self.weight.dtype)
@@ -86,6 +91,8 @@ class Conv2d(Module):
         self.weight.grad += (dout_matrix.T @ col).reshape(self.weight.shape)
         if self.bias is not None:
             self.bias.grad += dout_matrix.sum(axis=0)
+        if not need_input_grad:
+            return None
         dcol = dout_matrix @ weight_matrix
         return ops.col2im(dcol, x_shape, *self.kernel_size, *self.stride, *self.padding)
 

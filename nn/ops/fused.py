@@ -1,0 +1,491 @@
+"""Fused numba kernels: convolution + bias + ReLU + max pooling, and linear + bias (+ ReLU).
+
+Each fused kernel computes exactly what its layers compute one after the other, in one pass over
+memory and without the intermediate arrays (no ``col`` matrix, no full-size ReLU mask):
+
+* ``conv_relu_pool_forward``  = ``MaxPool2d(ReLU(Conv2d(x)))``, for a stride-1, unpadded convolution.
+* ``conv_relu_pool_backward`` = the three backward passes in reverse order.
+* ``linear_forward`` / ``linear_backward`` = ``Linear``, optionally followed by ``ReLU``.
+
+The tests check every one of them against the unfused layers on the NumPy backend.
+
+How the convolution is laid out ("wide rows")
+---------------------------------------------
+An image channel of H x W pixels is read as one flat row of H * W numbers. For a kernel tap
+(i, j) and an output pixel (y, x), the input pixel is ``flat[(y + i) * W + (x + j)]``, which is
+``flat[i * W + j + p]`` with ``p = y * W + x``. So if the output is also kept with rows W wide
+(``p = y * W + x``; columns x >= out_w are computed but never read), every tap becomes one long,
+contiguous loop over p::
+
+    conv[o, p] += w[o, c, i, j] * flat[c, i * W + j + p]      for p in 0 .. L-1,
+    L = (out_h - 1) * W + out_w
+
+Long contiguous loops are what the compiler turns into SIMD instructions; the price is computing
+the W - out_w throw-away columns of each row (4 of 28 for LeNet's C1, 4 of 12 for C3). The taps of
+one kernel row are summed in one expression (``_add_kernel_row``), so the accumulator is loaded and
+stored once per kernel row instead of once per tap.
+
+Backward through ReLU and max pooling
+-------------------------------------
+Max pooling sends each window's gradient to the one conv output that won the window, and ReLU
+lets it through only if that output was positive; since ``max(relu(v)) = relu(max(v))``, the
+winner was positive exactly when the pooled output is. So ``dconv`` is zero except at the winners
+of windows with a positive output (a quarter of the positions at most for 2x2 pooling), and is
+built directly from ``argmax`` and the pooled output, without the ReLU mask. Then::
+
+    dW[o, c, i, j] = sum_n sum_p dconv[n, o, p] * flat[n, c, i * W + j + p]     (a correlation)
+    db[o]          = sum_n sum_p dconv[n, o, p]
+    dx[n, c, q]    = sum_o sum_{i, j} w[o, c, i, j] * dconv[n, o, q - i * W - j]  (a full convolution)
+
+Parallelism and reproducibility
+-------------------------------
+Kernels with a batch-parallel outer loop (``prange``) write only their own images' rows. The
+weight gradients are sums over the batch; they are computed in parallel over output channels
+(each channel's sum runs over the images in order, on one thread), never split over images, so
+the result does not depend on the number of threads or their timing: training is reproducible bit
+for bit. Every kernel comes as a serial and a parallel driver of the same per-item function: a
+batch of one image (the server's case) runs serially, with no thread start-up cost. Parallel
+launches are serialized by a lock, so concurrent callers never nest thread pools (the
+"workqueue" threading layer would abort on that) and never oversubscribe the cores.
+
+These kernels use no BLAS: the matrix products are small enough that compiled loops beat the
+per-call overhead of BLAS, and keeping BLAS out of the hot path means numba's threads are the
+only ones competing for the cores (see ``numba_ops``'s docstring for what happens otherwise).
+"""
+
+import threading
+
+import numba
+import numpy as np
+
+# Below this many items (images, or output channels for weight gradients) a kernel runs on the
+# calling thread: waking the thread pool costs more than the work it would share.
+PARALLEL_MIN_ITEMS = 4
+
+_parallel_launch = threading.Lock()
+
+
+def _drive(serial, parallel, items, *args):
+    """Run a kernel with its serial driver for few items, else with the parallel one under the lock."""
+    if items < PARALLEL_MIN_ITEMS:
+        serial(*args)
+    else:
+        with _parallel_launch:
+            parallel(*args)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inner loops shared by the kernels. ``fastmath`` "contract" lets a * b + c become one fused
+# multiply-add; "reassoc" (only where a sum over p is reduced) lets the compiler split that sum
+# into SIMD lanes. Both are fixed at compile time, so results stay deterministic.
+# ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, inline="always", fastmath={"contract"})
+def _add_kernel_row(acc, src, offset, w_row, n):
+    """``acc[p] += sum_j w_row[j] * src[offset + j + p]`` for p < n: one kernel row, all positions."""
+    # Indexing a slice with p + j (never negative) rather than src with offset + j + p lets the
+    # compiler drop the negative-index wraparound check, which would otherwise block SIMD.
+    s = src[offset:]
+    if w_row.shape[0] == 5:  # LeNet's kernels: the five taps in one expression, one load/store of acc
+        w0, w1, w2, w3, w4 = w_row[0], w_row[1], w_row[2], w_row[3], w_row[4]
+        for p in range(n):
+            acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2] + w3 * s[p + 3] + w4 * s[p + 4]
+    else:
+        for j in range(w_row.shape[0]):
+            wj = w_row[j]
+            for p in range(n):
+                acc[p] += wj * s[p + j]
+
+
+@numba.njit(cache=True, inline="always", fastmath={"contract"})
+def _add_flipped_kernel_row(acc, src, offset, w_row, n):
+    """``acc[q] += sum_j w_row[j] * src[offset - j + q]`` for q < n: the transpose of ``_add_kernel_row``."""
+    last = w_row.shape[0] - 1
+    s = src[offset - last:]  # s[q + last - j] is src[offset - j + q]
+    if last == 4:
+        w0, w1, w2, w3, w4 = w_row[0], w_row[1], w_row[2], w_row[3], w_row[4]
+        for q in range(n):
+            acc[q] += w0 * s[q + 4] + w1 * s[q + 3] + w2 * s[q + 2] + w3 * s[q + 1] + w4 * s[q]
+    else:
+        for j in range(last + 1):
+            wj = w_row[j]
+            for q in range(n):
+                acc[q] += wj * s[q + last - j]
+
+
+@numba.njit(cache=True, inline="always", fastmath={"contract", "reassoc"})
+def _correlate_kernel_row(dw_row, d, src, offset, n):
+    """``dw_row[j] += sum_p d[p] * src[offset + j + p]`` for every tap j: one kernel row's weight gradient."""
+    s = src[offset:]
+    if dw_row.shape[0] == 5:
+        a0 = a1 = a2 = a3 = a4 = dw_row.dtype.type(0)
+        for p in range(n):
+            g = d[p]
+            a0 += g * s[p]
+            a1 += g * s[p + 1]
+            a2 += g * s[p + 2]
+            a3 += g * s[p + 3]
+            a4 += g * s[p + 4]
+        dw_row[0] += a0
+        dw_row[1] += a1
+        dw_row[2] += a2
+        dw_row[3] += a3
+        dw_row[4] += a4
+    else:
+        for j in range(dw_row.shape[0]):
+            a = dw_row.dtype.type(0)
+            for p in range(n):
+                a += d[p] * s[p + j]
+            dw_row[j] += a
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution + bias + ReLU + max pooling: forward
+# ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, inline="always")
+def _relu_maxpool(conv, width, out, argmax, pkh, pkw, psh, psw, keep_argmax):
+    """ReLU then max pooling of one channel kept in wide rows (pixel (y, x) at ``conv[y * width + x]``).
+
+    ``out[py, px] = max(0, max_{i, j} conv[(py*psh + i) * width + px*psw + j])`` and ``argmax`` the
+    index ``i * pkw + j`` of the first maximum of the ReLU'd window, as ``MaxPool2d(ReLU(.))``
+    computes it: ReLU maps NaN to 0 (``np.where(x > 0, x, 0)``) and a window of zeros is won by
+    its first element. Winners are chosen with selects, not branches: on real data they are
+    unpredictable, and mispredicted branches would cost more than the convolution itself.
+    """
+    zero = out.dtype.type(0)
+    ph, pw = out.shape
+    for py in range(ph):
+        if pkh == 2 and pkw == 2:  # LeNet's pooling, spelled out so the compiler can vectorize over px
+            row0 = conv[py * psh * width:]
+            row1 = conv[(py * psh + 1) * width:]
+            for px in range(pw):
+                left = px * psw
+                best, index = zero, 0
+                value = row0[left]
+                index = 0 if value > best else index
+                best = value if value > best else best
+                value = row0[left + 1]
+                index = 1 if value > best else index
+                best = value if value > best else best
+                value = row1[left]
+                index = 2 if value > best else index
+                best = value if value > best else best
+                value = row1[left + 1]
+                index = 3 if value > best else index
+                best = value if value > best else best
+                out[py, px] = best
+                if keep_argmax:
+                    argmax[py, px] = index
+        else:
+            for px in range(pw):
+                best, index = zero, 0
+                for i in range(pkh):
+                    row = conv[(py * psh + i) * width + px * psw:]
+                    for j in range(pkw):
+                        value = row[j]
+                        index = i * pkw + j if value > best else index
+                        best = value if value > best else best
+                out[py, px] = best
+                if keep_argmax:
+                    argmax[py, px] = index
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _conv_relu_pool_image(x, w, b, out, argmax, conv, width, pkh, pkw, psh, psw, keep_argmax):
+    """One image. x (C, H*W) flat; conv (O, L) scratch in wide rows; out, argmax (O, PH, PW)."""
+    channels = x.shape[0]
+    out_channels, _, kh, _ = w.shape
+    length = conv.shape[1]
+    for o in range(out_channels):
+        acc = conv[o]
+        acc[:] = b[o]
+        for c in range(channels):
+            for i in range(kh):
+                _add_kernel_row(acc, x[c], i * width, w[o, c, i], length)
+        _relu_maxpool(acc, width, out[o], argmax[o], pkh, pkw, psh, psw, keep_argmax)
+
+
+@numba.njit(cache=True)
+def _conv_relu_pool_forward_serial(x, w, b, out, argmax, width, out_h, out_w, pkh, pkw, psh, psw, keep_argmax):
+    length = (out_h - 1) * width + out_w
+    conv = np.empty((w.shape[0], length), dtype=x.dtype)
+    for n in range(x.shape[0]):
+        _conv_relu_pool_image(x[n], w, b, out[n], argmax[n], conv, width,
+                              pkh, pkw, psh, psw, keep_argmax)
+
+
+@numba.njit(cache=True, parallel=True)
+def _conv_relu_pool_forward_parallel(x, w, b, out, argmax, width, out_h, out_w, pkh, pkw, psh, psw, keep_argmax):
+    length = (out_h - 1) * width + out_w
+    for n in numba.prange(x.shape[0]):
+        conv = np.empty((w.shape[0], length), dtype=x.dtype)  # per image: each thread its own scratch
+        _conv_relu_pool_image(x[n], w, b, out[n], argmax[n], conv, width,
+                              pkh, pkw, psh, psw, keep_argmax)
+
+
+# ---------------------------------------------------------------------------------------------
+# Convolution + bias + ReLU + max pooling: backward
+# ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _scatter_pool_grad_image(dout, out, argmax, dconv, width, lead, pkw, psh, psw):
+    """One image: dconv (O, lead + H*W) <- each window's gradient at its winner, if its output is positive."""
+    dconv[:] = 0
+    out_channels, ph, pw = dout.shape
+    for o in range(out_channels):
+        for py in range(ph):
+            for px in range(pw):
+                if out[o, py, px] > 0:  # the ReLU mask at the winner (see the module docstring)
+                    i, j = argmax[o, py, px] // pkw, argmax[o, py, px] % pkw
+                    # += because overlapping windows (stride < kernel) may share their winner.
+                    dconv[o, lead + (py * psh + i) * width + px * psw + j] += dout[o, py, px]
+
+
+@numba.njit(cache=True)
+def _scatter_pool_grad_serial(dout, out, argmax, dconv, width, lead, pkw, psh, psw):
+    for n in range(dout.shape[0]):
+        _scatter_pool_grad_image(dout[n], out[n], argmax[n], dconv[n], width, lead, pkw, psh, psw)
+
+
+@numba.njit(cache=True, parallel=True)
+def _scatter_pool_grad_parallel(dout, out, argmax, dconv, width, lead, pkw, psh, psw):
+    for n in numba.prange(dout.shape[0]):
+        _scatter_pool_grad_image(dout[n], out[n], argmax[n], dconv[n], width, lead, pkw, psh, psw)
+
+
+@numba.njit(cache=True, fastmath={"contract", "reassoc"})
+def _conv_param_grad_pair(oc, x, dconv, dw, db, width, lead, length):
+    """Output channel o, input channel c (oc = o * C + c): dw[o, c] and, once per o, db[o], summed over images in order."""
+    channels = x.shape[1]
+    o, c = oc // channels, oc % channels
+    kh = dw.shape[2]
+    for n in range(x.shape[0]):
+        d = dconv[n, o, lead:lead + length]
+        for i in range(kh):
+            _correlate_kernel_row(dw[o, c, i], d, x[n, c], i * width, length)
+        if c == 0:
+            total = db.dtype.type(0)
+            for p in range(length):
+                total += d[p]
+            db[o] += total
+
+
+@numba.njit(cache=True)
+def _conv_param_grad_serial(x, dconv, dw, db, width, lead, length):
+    for oc in range(dw.shape[0] * dw.shape[1]):
+        _conv_param_grad_pair(oc, x, dconv, dw, db, width, lead, length)
+
+
+@numba.njit(cache=True, parallel=True)
+def _conv_param_grad_parallel(x, dconv, dw, db, width, lead, length):
+    for oc in numba.prange(dw.shape[0] * dw.shape[1]):
+        _conv_param_grad_pair(oc, x, dconv, dw, db, width, lead, length)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _conv_input_grad_image(dconv, w, dx, width, lead):
+    """One image: dx (C, H*W) <- the full convolution of dconv (O, lead + H*W) with the kernels."""
+    out_channels, channels, kh, _ = w.shape
+    size = dx.shape[1]
+    dx[:] = 0
+    for c in range(channels):
+        for o in range(out_channels):
+            for i in range(kh):
+                _add_flipped_kernel_row(dx[c], dconv[o], lead - i * width, w[o, c, i], size)
+
+
+@numba.njit(cache=True)
+def _conv_input_grad_serial(dconv, w, dx, width, lead):
+    for n in range(dx.shape[0]):
+        _conv_input_grad_image(dconv[n], w, dx[n], width, lead)
+
+
+@numba.njit(cache=True, parallel=True)
+def _conv_input_grad_parallel(dconv, w, dx, width, lead):
+    for n in numba.prange(dx.shape[0]):
+        _conv_input_grad_image(dconv[n], w, dx[n], width, lead)
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear (+ ReLU)
+# ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True, fastmath={"contract", "reassoc"})
+def _linear_row(x, w, b, y, relu):
+    """One row: y[o] = b[o] + sum_k w[o, k] * x[k], then max(., 0) if relu."""
+    zero = y.dtype.type(0)
+    for o in range(w.shape[0]):
+        total = zero
+        for k in range(x.shape[0]):
+            total += w[o, k] * x[k]
+        total += b[o]
+        y[o] = total if (total > 0 or not relu) else zero
+
+
+@numba.njit(cache=True)
+def _linear_forward_serial(x, w, b, y, relu):
+    for n in range(x.shape[0]):
+        _linear_row(x[n], w, b, y[n], relu)
+
+
+@numba.njit(cache=True, parallel=True)
+def _linear_forward_parallel(x, w, b, y, relu):
+    for n in numba.prange(x.shape[0]):
+        _linear_row(x[n], w, b, y[n], relu)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _linear_param_grad_row(o, x, dy, y, dw, db, relu):
+    """Output o: dw[o] += sum_n g[n, o] * x[n] and db[o] += sum_n g[n, o], images in order.
+
+    ``g = dy``, masked by ``y > 0`` when a ReLU followed (y is then the ReLU's output).
+    """
+    row = dw[o]
+    total = db.dtype.type(0)
+    for n in range(x.shape[0]):
+        if relu and not y[n, o] > 0:
+            continue
+        g = dy[n, o]
+        total += g
+        xn = x[n]
+        for k in range(row.shape[0]):
+            row[k] += g * xn[k]
+    db[o] += total
+
+
+@numba.njit(cache=True)
+def _linear_param_grad_serial(x, dy, y, dw, db, relu):
+    for o in range(dw.shape[0]):
+        _linear_param_grad_row(o, x, dy, y, dw, db, relu)
+
+
+@numba.njit(cache=True, parallel=True)
+def _linear_param_grad_parallel(x, dy, y, dw, db, relu):
+    for o in numba.prange(dw.shape[0]):
+        _linear_param_grad_row(o, x, dy, y, dw, db, relu)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _linear_input_grad_row(dy, y, w, dx, relu):
+    """One row: dx[k] = sum_o g[o] * w[o, k], with g as in ``_linear_param_grad_row``."""
+    dx[:] = 0
+    for o in range(w.shape[0]):
+        if relu and not y[o] > 0:
+            continue
+        g = dy[o]
+        wo = w[o]
+        for k in range(dx.shape[0]):
+            dx[k] += g * wo[k]
+
+
+@numba.njit(cache=True)
+def _linear_input_grad_serial(dy, y, w, dx, relu):
+    for n in range(dx.shape[0]):
+        _linear_input_grad_row(dy[n], y[n], w, dx[n], relu)
+
+
+@numba.njit(cache=True, parallel=True)
+def _linear_input_grad_parallel(dy, y, w, dx, relu):
+    for n in numba.prange(dx.shape[0]):
+        _linear_input_grad_row(dy[n], y[n], w, dx[n], relu)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python entry points: check and lay out the arrays, allocate outputs, pick a driver.
+# ---------------------------------------------------------------------------------------------
+
+def _buffer(buffers, name, shape, dtype):
+    """An uninitialized array, reused from ``buffers`` (a dict the caller owns) when shape and dtype match."""
+    if buffers is None:
+        return np.empty(shape, dtype=dtype)
+    array = buffers.get(name)
+    if array is None or array.shape != shape or array.dtype != dtype:
+        array = buffers[name] = np.empty(shape, dtype=dtype)
+    return array
+
+
+def _no_bias(weight):
+    return np.zeros(weight.shape[0], dtype=weight.dtype)
+
+
+def conv_relu_pool_forward(x, weight, bias, pool_kernel, pool_stride, keep_argmax=True):
+    """``maxpool(relu(conv2d(x, weight, bias)))`` for a stride-1, unpadded convolution.
+
+    Shapes: x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None ->
+    out (N, O, PH, PW) with ``PH = (H - kh + 1 - pkh) // psh + 1`` (likewise PW), and
+    argmax (N, O, PH, PW) int32, the in-window index ``i * pkw + j`` of each window's winner
+    (after ReLU, first maximum on ties, exactly ``MaxPool2d``'s), or None if not ``keep_argmax``
+    (inference needs no argmax and allocates none).
+    """
+    x = np.ascontiguousarray(x)
+    n, channels, h, width = x.shape
+    kh, kw = weight.shape[2:]
+    out_h, out_w = h - kh + 1, width - kw + 1
+    (pkh, pkw), (psh, psw) = pool_kernel, pool_stride
+    ph, pw = (out_h - pkh) // psh + 1, (out_w - pkw) // psw + 1
+    out = np.empty((n, weight.shape[0], ph, pw), dtype=x.dtype)
+    # Without keep_argmax the kernel never writes argmax: an empty (N, O, 0, 0) array stands in.
+    argmax = np.empty(out.shape if keep_argmax else (n, weight.shape[0], 0, 0), dtype=np.int32)
+    bias = _no_bias(weight) if bias is None else bias
+    _drive(_conv_relu_pool_forward_serial, _conv_relu_pool_forward_parallel, n,
+           x.reshape(n, channels, h * width), np.ascontiguousarray(weight), bias, out, argmax,
+           width, out_h, out_w, pkh, pkw, psh, psw, keep_argmax)
+    return out, (argmax if keep_argmax else None)
+
+
+def conv_relu_pool_backward(dout, x, out, argmax, weight, weight_grad, bias_grad, pool_kernel, pool_stride,
+                            need_input_grad=True, buffers=None):
+    """Backward of ``conv_relu_pool_forward``: accumulates into ``weight_grad`` and ``bias_grad``, returns dx.
+
+    Shapes: dout, out, argmax (N, O, PH, PW); x (N, C, H, W) the forward input; weight and
+    weight_grad (O, C, kh, kw); bias_grad (O,) or None. Returns dx (N, C, H, W), or None when
+    ``need_input_grad`` is False (the first layer of a network: nobody needs d loss / d pixels).
+    ``buffers``: a dict in which the large scratch array is kept from one call to the next.
+    """
+    x = np.ascontiguousarray(x)
+    n, channels, h, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    out_h, out_w = h - kh + 1, width - kw + 1
+    length = (out_h - 1) * width + out_w  # wide rows, see the module docstring
+    lead = (kh - 1) * width + (kw - 1)  # zeros before dconv, so the full convolution never reads before 0
+    (_, pkw), (psh, psw) = pool_kernel, pool_stride
+    dconv = _buffer(buffers, "dconv", (n, out_channels, lead + h * width), x.dtype)
+    _drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n,
+           np.ascontiguousarray(dout), out, argmax, dconv, width, lead, pkw, psh, psw)
+    x_flat = x.reshape(n, channels, h * width)
+    db = _no_bias(weight) if bias_grad is None else bias_grad
+    _drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels,
+           x_flat, dconv, weight_grad, db, width, lead, length)
+    if not need_input_grad:
+        return None
+    dx = np.empty((n, channels, h * width), dtype=x.dtype)
+    _drive(_conv_input_grad_serial, _conv_input_grad_parallel, n, dconv, np.ascontiguousarray(weight), dx,
+           width, lead)
+    return dx.reshape(x.shape)
+
+
+def linear_forward(x, weight, bias, relu=False):
+    """``y = x @ weight.T + bias``, then ``max(y, 0)`` if ``relu``. x (N, in), weight (out, in) -> y (N, out)."""
+    x = np.ascontiguousarray(x)
+    y = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
+    bias = _no_bias(weight) if bias is None else bias
+    _drive(_linear_forward_serial, _linear_forward_parallel, x.shape[0], x, weight, bias, y, relu)
+    return y
+
+
+def linear_backward(dy, x, y, weight, weight_grad, bias_grad, relu=False, need_input_grad=True):
+    """Backward of ``linear_forward``: accumulates into ``weight_grad`` (out, in) and ``bias_grad`` (out,).
+
+    dy, y (N, out): upstream gradient and the forward output (its sign is the ReLU mask when
+    ``relu``); x (N, in) the forward input. Returns dx (N, in), or None if not ``need_input_grad``.
+    """
+    dy = np.ascontiguousarray(dy)
+    db = _no_bias(weight) if bias_grad is None else bias_grad
+    _drive(_linear_param_grad_serial, _linear_param_grad_parallel, weight.shape[0], x, dy, y, weight_grad, db,
+           relu)
+    if not need_input_grad:
+        return None
+    dx = np.empty(x.shape, dtype=x.dtype)
+    _drive(_linear_input_grad_serial, _linear_input_grad_parallel, x.shape[0], dy, y, weight, dx, relu)
+    return dx
