@@ -28,7 +28,7 @@ from data.preprocess import prepare_digit
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.inference import MAX_BATCH
 
-REQUEST_TIMEOUT = 1.0  # seconds; short so the tests of stalled clients do not wait long
+SHORT_TIMEOUT = 0.5  # seconds, for the server of the stalled-client tests (so they do not wait long)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -47,7 +47,15 @@ def log_lines():
 
 @pytest.fixture(scope="module")
 def server(model, log_lines):
-    server = PredictionServer(model, port=0, request_timeout=REQUEST_TIMEOUT, log=log_lines.append)
+    server = PredictionServer(model, port=0, log=log_lines.append)
+    with serving_in_background(server):
+        yield server
+
+
+@pytest.fixture(scope="module")
+def impatient_server(model):
+    """A server that gives clients only SHORT_TIMEOUT seconds to send a request."""
+    server = PredictionServer(model, port=0, request_timeout=SHORT_TIMEOUT, log=None)
     with serving_in_background(server):
         yield server
 
@@ -386,11 +394,11 @@ def test_missing_or_invalid_content_length_is_refused(server, length_header, sta
     assert answer[0] == status and message in answer[2]["error"]
 
 
-def test_body_shorter_than_content_length_times_out_with_408_while_others_are_served(server):
-    with raw_connection(server) as liar:
+def test_body_shorter_than_content_length_times_out_with_408_while_others_are_served(impatient_server):
+    with raw_connection(impatient_server) as liar:
         liar.sendall(b"POST /api/mnist HTTP/1.1\r\nHost: test\r\nContent-Length: 4000\r\n\r\n[0, 0, 0")
         # While the server waits for the rest of that body, another client is answered.
-        assert call_json(server, "GET", "/ping") == (200, {"status": "Healthy"})
+        assert call_json(impatient_server, "GET", "/ping") == (200, {"status": "Healthy"})
         status, _, answer = parse_raw_response(read_until_closed(liar))
     assert status == 408 and "8 of the 4000 body bytes" in answer["error"]
 
@@ -403,16 +411,16 @@ def test_body_cut_short_by_the_client_closing_is_400(server):
     assert status == 400 and "ended after 8 bytes" in answer["error"]
 
 
-def test_client_stalling_in_its_headers_gets_408_and_blocks_no_one(server):
-    with raw_connection(server) as staller:
+def test_client_stalling_in_its_headers_gets_408_and_blocks_no_one(impatient_server):
+    with raw_connection(impatient_server) as staller:
         staller.sendall(b"POST /api/mnist HTTP/1.1\r\nHost: te")
-        assert call_json(server, "GET", "/v2/health/live") == (200, {"live": True})
+        assert call_json(impatient_server, "GET", "/v2/health/live") == (200, {"live": True})
         status, _, answer = parse_raw_response(read_until_closed(staller))
     assert status == 408 and "timed out" in answer["error"]
 
 
-def test_idle_keep_alive_connection_is_closed_after_the_timeout(server):
-    with raw_connection(server) as sock:
+def test_idle_keep_alive_connection_is_closed_after_the_timeout(impatient_server):
+    with raw_connection(impatient_server) as sock:
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: test\r\n\r\n")
         raw = read_until_closed(sock)  # returns only because the server closes the idle connection
     assert raw.startswith(b"HTTP/1.1 200") and raw.count(b"HTTP/1.1") == 1
@@ -467,7 +475,7 @@ def test_a_failing_model_gives_500_and_the_server_keeps_serving(model):
             return model.predict(images)
 
     failing, lines = FailingModel(), []
-    server = PredictionServer(failing, port=0, request_timeout=REQUEST_TIMEOUT, log=lines.append)
+    server = PredictionServer(failing, port=0, log=lines.append)
     failing.failing = True
     with serving_in_background(server):
         status, answer = call_json(server, "POST", "/api/mnist", NUMBERS)
