@@ -64,7 +64,8 @@ def loopback_target(url):
         raise ValueError(f"--url: expected http://HOST:PORT, got {url!r}")
     address = ipaddress.ip_address(socket.gethostbyname(parts.hostname))
     if not address.is_loopback:
-        raise ValueError(f"--url: this benchmark only targets this machine (loopback), got {parts.hostname} = {address}")
+        raise ValueError(f"--url: this benchmark only targets this machine (loopback), "
+                         f"got {parts.hostname} = {address}")
     return parts.hostname, parts.port or 80
 
 
@@ -157,7 +158,8 @@ def main(argv=None):
         parser.error(str(exc))
     print(f"{args.path} on {args.url}: {args.clients} clients, {figures['seconds']:.1f} s")
     print(f"  requests      {figures['requests']}")
-    print(f"  errors        {figures['errors']}" + (f"  (first: {figures['first_error']})" if figures["errors"] else ""))
+    first_error = f"  (first: {figures['first_error']})" if figures["errors"] else ""
+    print(f"  errors        {figures['errors']}{first_error}")
     print(f"  requests/s    {figures['requests_per_second']:.0f}")
     print(f"  latency ms    p50 {figures['p50_ms']:.2f}   p95 {figures['p95_ms']:.2f}   "
           f"p99 {figures['p99_ms']:.2f}   max {figures['max_ms']:.2f}")

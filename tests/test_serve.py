@@ -229,7 +229,8 @@ def test_api_predict_preprocesses_an_image_file_like_mnist(server, model, fmt, c
 def test_api_predict_takes_a_json_image_too(server):
     pixels = np.asarray(drawn_seven().resize((28, 28)))
     status, from_json = call_json(server, "POST", "/api/predict", {"image": pixels.tolist()})
-    from_png = call_json(server, "POST", "/api/predict", body=png_bytes(pixels), headers={"Content-Type": "image/png"})[1]
+    from_png = call_json(server, "POST", "/api/predict", body=png_bytes(pixels),
+                         headers={"Content-Type": "image/png"})[1]
     assert status == 200
     assert from_json["image"] == from_png["image"] == prepare_digit(pixels).tolist()
     assert from_json["probabilities"] == from_png["probabilities"]

@@ -39,7 +39,8 @@ def number_array(data, shape, what, low, high, integers_only=False):
     """
     size = math.prod(shape)
     if not isinstance(data, list):
-        raise HTTPError(400, f"{what}: expected an array of {size} numbers (shape {list(shape)}), got {json_type(data)}")
+        raise HTTPError(400, f"{what}: expected an array of {size} numbers (shape {list(shape)}), "
+                             f"got {json_type(data)}")
     if list in set(map(type, data)):  # a set of the item types is built at C speed; any() over 784 items is not
         leaves = _nested_leaves(data, shape, what)
     elif len(data) == size:

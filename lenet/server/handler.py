@@ -117,7 +117,8 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _declared_length(self, limit):
         if self.headers.get("Transfer-Encoding"):
-            raise HTTPError(411, "chunked (Transfer-Encoding) bodies are not accepted: send a Content-Length", close=True)
+            raise HTTPError(411, "chunked (Transfer-Encoding) bodies are not accepted: send a Content-Length",
+                            close=True)
         declared = self.headers.get_all("Content-Length") or []
         if not declared:
             raise HTTPError(411, "a Content-Length header is required", close=True)
@@ -125,10 +126,12 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(400, f"conflicting Content-Length headers: {declared}", close=True)
         value = declared[0].strip()
         if not _DIGITS.fullmatch(value):
-            raise HTTPError(400, f"Content-Length must be a non-negative integer, got {_printable(value)!r}", close=True)
+            raise HTTPError(400, f"Content-Length must be a non-negative integer, got {_printable(value)!r}",
+                            close=True)
         length = int(value)
         if length > limit:
-            raise HTTPError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route", close=True)
+            raise HTTPError(413, f"body of {length} bytes is over the limit of {limit} bytes for this route",
+                            close=True)
         return length
 
     def _read_exactly(self, length):

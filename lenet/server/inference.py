@@ -53,7 +53,8 @@ def parse_infer_request(document):
         raise HTTPError(400, f'"inputs": expected an array of exactly one input tensor, got {got}')
     tensor = inputs[0]
     if not isinstance(tensor, dict):
-        raise HTTPError(400, f'"inputs"[0]: expected an object with name, shape, datatype and data, got {json_type(tensor)}')
+        raise HTTPError(400, f'"inputs"[0]: expected an object with name, shape, datatype and data, '
+                             f'got {json_type(tensor)}')
     name = tensor.get("name")
     if not isinstance(name, str):
         raise HTTPError(400, f'"inputs"[0].name: expected a string, got {json_type(name)}')
@@ -81,7 +82,8 @@ def _check_shape(shape):
     if batch < 1:
         raise HTTPError(400, f"{expected} with N >= 1, got N = {batch}")
     if batch > MAX_BATCH:
-        raise HTTPError(413, f'"inputs"[0].shape: a batch of {batch} images exceeds the limit of {MAX_BATCH} per request')
+        raise HTTPError(413, f'"inputs"[0].shape: a batch of {batch} images exceeds the limit of {MAX_BATCH} '
+                             f'per request')
     return shape
 
 
