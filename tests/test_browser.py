@@ -4,11 +4,14 @@ Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromed
 them every test here is skipped with that reason. Recognition tests need the shipped trained model.
 """
 
+import http.client
+import json
 import os
 import shutil
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 import lenet
 from lenet.server import PredictionServer, serving_in_background
@@ -127,6 +130,23 @@ def test_drawing_shows_a_prediction_and_clear_empties_canvas_and_result(browser,
         "const c = document.getElementById('canvas');"
         "return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data).every(v => v === 255);")
     assert white
+
+
+def test_an_image_file_chosen_with_the_file_picker_is_read_like_the_api_reads_it(browser, untrained_server,
+                                                                               tmp_path):
+    picture = Image.new("L", (120, 160), 255)
+    ImageDraw.Draw(picture).ellipse([20, 20, 100, 140], outline=0, width=12)
+    path = tmp_path / "zero.png"
+    picture.save(path)
+    connection = http.client.HTTPConnection(*untrained_server.server_address[:2], timeout=10)
+    connection.request("POST", "/api/predict", body=path.read_bytes(), headers={"Content-Type": "image/png"})
+    expected = json.loads(connection.getresponse().read())["prediction"]
+    connection.close()
+
+    open_page(browser, untrained_server)
+    browser.find_element("id", "file").send_keys(str(path))
+    WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_element("id", "prediction").text)
+    assert browser.find_element("id", "prediction").text == str(expected)
 
 
 def test_a_vertical_stroke_is_read_as_1(browser, shipped_server):
