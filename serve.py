@@ -9,12 +9,14 @@ on Ctrl-C or SIGTERM. Routes: see lenet/server/routes.py and the README.
 
 import os
 
-# One BLAS thread per request. The server's parallelism comes from answering requests at once; a
-# BLAS that also fans each small matrix product out to every core makes the threads fight over
-# them (measured on 2 busy cores: predict on 8 images took 24 ms, against 0.7 ms single-threaded).
-# Set before NumPy is imported, which is when OpenBLAS reads it.
+# One thread per request. The server's parallelism comes from answering requests at once; a BLAS
+# or numba kernel that also fans each small batch out to every core makes the threads fight over
+# them (measured on 2 busy cores: predict on 8 images took 24 ms with OpenBLAS threads and up to
+# 40 ms with numba's parallel kernels, against 0.2 to 0.7 ms on one thread). Set before NumPy and
+# numba are imported, which is when they read it.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import argparse  # noqa: E402  (after the environment above, on purpose)
 import signal  # noqa: E402

@@ -33,10 +33,11 @@ def synthetic_digit():
     return np.where((radius > 5) & (radius < 8), 255, 0).astype(np.uint8)
 
 
-def make_request(path):
+def make_request(path, batch=1):
     """``(method, body, headers, check)`` for one valid request to ``path``.
 
-    ``check(answer_bytes)`` is true for a well-formed answer.
+    ``check(answer_bytes)`` is true for a well-formed answer; ``batch`` images go in each
+    inference request (the other routes take one).
     """
     digit = synthetic_digit()
     if path == "/api/mnist":
@@ -48,10 +49,10 @@ def make_request(path):
         return ("POST", buffer.getvalue(), {"Content-Type": "image/png"},
                 lambda a: len(json.loads(a)["probabilities"]) == 10)
     if path == "/v2/models/lenet5/infer":
-        body = json.dumps({"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8",
-                                       "data": digit.ravel().tolist()}]}).encode()
+        body = json.dumps({"inputs": [{"name": "images", "shape": [batch, 28, 28], "datatype": "UINT8",
+                                       "data": digit.ravel().tolist() * batch}]}).encode()
         return ("POST", body, {"Content-Type": "application/json"},
-                lambda a: len(json.loads(a)["outputs"][0]["data"]) == 10)
+                lambda a: len(json.loads(a)["outputs"][0]["data"]) == 10 * batch)
     if path == "/ping":
         return "GET", None, {}, lambda a: json.loads(a) == {"status": "Healthy"}
     raise ValueError(f"--path: expected one of {', '.join(PATHS)}, got {path!r}")
@@ -116,10 +117,10 @@ class Client(threading.Thread):
             self.first_error = message
 
 
-def run(url, clients, seconds, path, max_requests):
+def run(url, clients, seconds, path, max_requests, batch=1):
     """Run the benchmark; return a dict of the figures."""
     target = loopback_target(url)
-    request = make_request(path)
+    request = make_request(path, batch)
     start = threading.Barrier(clients + 1)
     workers = [Client(target, path, request, start, max_requests) for _ in range(clients)]
     for worker in workers:
@@ -149,14 +150,16 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to run (default 10)")
     parser.add_argument("--path", default="/api/mnist", choices=PATHS, help="route to load (default /api/mnist)")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="per client, a bound besides time")
+    parser.add_argument("--batch", type=int, default=1, help="images per request on /v2/models/lenet5/infer")
     args = parser.parse_args(argv)
-    if args.clients < 1 or not 0 < args.seconds <= 3600 or args.max_requests < 1:
-        parser.error("--clients and --max-requests must be >= 1, --seconds in (0, 3600]")
+    if args.clients < 1 or not 0 < args.seconds <= 3600 or args.max_requests < 1 or args.batch < 1:
+        parser.error("--clients, --max-requests and --batch must be >= 1, --seconds in (0, 3600]")
     try:
-        figures = run(args.url, args.clients, args.seconds, args.path, args.max_requests)
+        figures = run(args.url, args.clients, args.seconds, args.path, args.max_requests, args.batch)
     except ValueError as exc:
         parser.error(str(exc))
-    print(f"{args.path} on {args.url}: {args.clients} clients, {figures['seconds']:.1f} s")
+    per_request = f", {args.batch} images per request" if args.path.endswith("/infer") else ""
+    print(f"{args.path} on {args.url}: {args.clients} clients, {figures['seconds']:.1f} s{per_request}")
     print(f"  requests      {figures['requests']}")
     first_error = f"  (first: {figures['first_error']})" if figures["errors"] else ""
     print(f"  errors        {figures['errors']}{first_error}")
