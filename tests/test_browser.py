@@ -16,6 +16,8 @@ from PIL import Image, ImageDraw
 import lenet
 from lenet.server import PredictionServer, serving_in_background
 
+pytestmark = pytest.mark.slow  # a real browser: seconds per test
+
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install .[test])")
 from selenium.webdriver.chrome.service import Service  # noqa: E402  (only once selenium is known to import)
 from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402

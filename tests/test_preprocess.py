@@ -57,6 +57,14 @@ def test_drawing_larger_than_the_box_is_shrunk_to_fit_20_pixels():
     assert max(ink_extent(huge)) >= BOX - 1
 
 
+def test_very_large_picture_gives_the_digit_its_small_copy_gives():
+    # Pictures over MAX_WORKING_SIDE pixels a side are averaged down first; the digit must not change.
+    large = prepare_digit(draw_seven(width=3000, height=3000, box=(600, 450, 2400, 2550), stroke=240))
+    small = prepare_digit(draw_seven(width=500, height=500, box=(100, 75, 400, 425), stroke=40))
+    assert_mnist_like(large)
+    assert np.abs(large.astype(int) - small).mean() < 4
+
+
 def test_tiny_drawing_is_enlarged_to_fill_the_box():
     tiny = prepare_digit(draw_seven(width=100, height=100, box=(45, 44, 53, 56), stroke=2))
     assert_mnist_like(tiny)
