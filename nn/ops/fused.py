@@ -229,82 +229,100 @@ def _conv_relu_pool_forward_parallel(x, w, b, out, argmax, width, out_h, out_w, 
 # ---------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _scatter_pool_grad_image(dout, out, argmax, dconv, width, lead, pkw, psh, psw):
-    """One image: dconv (O, lead + H*W) <- each window's gradient at its winner, if its output is positive."""
-    dconv[:] = 0
+def _scatter_pool_grad_image(start, size, dout, out, argmax, dconv, width, tap_offset, psh, psw):
+    """One image: ``dconv[:, start:start + size]`` <- each window's gradient at its winner, if its output is positive.
+
+    ``tap_offset[i * pkw + j] = i * width + j`` turns an argmax into a wide-row offset without a division.
+    """
     out_channels, ph, pw = dout.shape
+    zero = dout.dtype.type(0)
     for o in range(out_channels):
+        segment = dconv[o, start:start + size]
+        segment[:] = 0
         for py in range(ph):
             for px in range(pw):
-                if out[o, py, px] > 0:  # the ReLU mask at the winner (see the module docstring)
-                    i, j = argmax[o, py, px] // pkw, argmax[o, py, px] % pkw
-                    # += because overlapping windows (stride < kernel) may share their winner.
-                    dconv[o, lead + (py * psh + i) * width + px * psw + j] += dout[o, py, px]
+                # The ReLU mask at the winner (see the module docstring), as a select: a branch on
+                # the sign of real activations would be mispredicted half of the time.
+                g = dout[o, py, px] if out[o, py, px] > 0 else zero
+                # += because overlapping windows (stride < kernel) may share their winner.
+                segment[py * psh * width + px * psw + tap_offset[argmax[o, py, px]]] += g
 
 
 @numba.njit(cache=True)
-def _scatter_pool_grad_serial(dout, out, argmax, dconv, width, lead, pkw, psh, psw):
+def _scatter_pool_grad_serial(dout, out, argmax, dconv, width, lead, tap_offset, psh, psw):
+    size = (dconv.shape[1] - lead) // dout.shape[0]
+    dconv[:, :lead] = 0
     for n in range(dout.shape[0]):
-        _scatter_pool_grad_image(dout[n], out[n], argmax[n], dconv[n], width, lead, pkw, psh, psw)
+        _scatter_pool_grad_image(lead + n * size, size, dout[n], out[n], argmax[n], dconv, width, tap_offset,
+                                 psh, psw)
 
 
 @numba.njit(cache=True, parallel=True)
-def _scatter_pool_grad_parallel(dout, out, argmax, dconv, width, lead, pkw, psh, psw):
+def _scatter_pool_grad_parallel(dout, out, argmax, dconv, width, lead, tap_offset, psh, psw):
+    size = (dconv.shape[1] - lead) // dout.shape[0]
+    dconv[:, :lead] = 0
     for n in numba.prange(dout.shape[0]):
-        _scatter_pool_grad_image(dout[n], out[n], argmax[n], dconv[n], width, lead, pkw, psh, psw)
+        _scatter_pool_grad_image(lead + n * size, size, dout[n], out[n], argmax[n], dconv, width, tap_offset,
+                                 psh, psw)
 
 
 @numba.njit(cache=True, fastmath={"contract", "reassoc"})
-def _conv_param_grad_pair(oc, x, dconv, dw, db, width, lead, length):
-    """Output channel o, input channel c (oc = o * C + c): dw[o, c] and, once per o, db[o], summed over images in order."""
-    channels = x.shape[1]
-    o, c = oc // channels, oc % channels
+def _conv_param_grad_row(oci, x, dconv, dw, db, width, lead, length):
+    """Kernel row i of output channel o and input channel c (oci = (o * C + c) * kh + i), over the whole batch.
+
+    x (C, N*H*W) and dconv (O, lead + N*H*W) hold all images one after the other, so the sum over
+    images and positions is one long correlation (see the module docstring); ``db[o]`` is added
+    once per o. Each (o, c, i) is written by one call only: calls may run in parallel.
+    """
     kh = dw.shape[2]
-    for n in range(x.shape[0]):
-        d = dconv[n, o, lead:lead + length]
-        for i in range(kh):
-            _correlate_kernel_row(dw[o, c, i], d, x[n, c], i * width, length)
-        if c == 0:
-            total = db.dtype.type(0)
-            for p in range(length):
-                total += d[p]
-            db[o] += total
+    o, c, i = oci // (x.shape[0] * kh), (oci // kh) % x.shape[0], oci % kh
+    d = dconv[o, lead:lead + length]
+    _correlate_kernel_row(dw[o, c, i], d, x[c], i * width, length)
+    if c == 0 and i == 0:
+        total = db.dtype.type(0)
+        for p in range(length):
+            total += d[p]
+        db[o] += total
 
 
 @numba.njit(cache=True)
 def _conv_param_grad_serial(x, dconv, dw, db, width, lead, length):
-    for oc in range(dw.shape[0] * dw.shape[1]):
-        _conv_param_grad_pair(oc, x, dconv, dw, db, width, lead, length)
+    for oci in range(dw.shape[0] * dw.shape[1] * dw.shape[2]):
+        _conv_param_grad_row(oci, x, dconv, dw, db, width, lead, length)
 
 
 @numba.njit(cache=True, parallel=True)
 def _conv_param_grad_parallel(x, dconv, dw, db, width, lead, length):
-    for oc in numba.prange(dw.shape[0] * dw.shape[1]):
-        _conv_param_grad_pair(oc, x, dconv, dw, db, width, lead, length)
+    for oci in numba.prange(dw.shape[0] * dw.shape[1] * dw.shape[2]):
+        _conv_param_grad_row(oci, x, dconv, dw, db, width, lead, length)
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _conv_input_grad_image(dconv, w, dx, width, lead):
-    """One image: dx (C, H*W) <- the full convolution of dconv (O, lead + H*W) with the kernels."""
+def _conv_input_grad_image(start, dconv, w, dx, width):
+    """One image, whose dconv segment starts at ``start``: dx (C, H*W) <- the full convolution with the kernels.
+
+    Reading up to ``lead`` entries before the segment is safe: they are the previous image's
+    never-written wide-row columns, or the leading zeros before the first image, all zero.
+    """
     out_channels, channels, kh, _ = w.shape
     size = dx.shape[1]
     dx[:] = 0
     for c in range(channels):
         for o in range(out_channels):
             for i in range(kh):
-                _add_flipped_kernel_row(dx[c], dconv[o], lead - i * width, w[o, c, i], size)
+                _add_flipped_kernel_row(dx[c], dconv[o], start - i * width, w[o, c, i], size)
 
 
 @numba.njit(cache=True)
 def _conv_input_grad_serial(dconv, w, dx, width, lead):
     for n in range(dx.shape[0]):
-        _conv_input_grad_image(dconv[n], w, dx[n], width, lead)
+        _conv_input_grad_image(lead + n * dx.shape[2], dconv, w, dx[n], width)
 
 
 @numba.njit(cache=True, parallel=True)
 def _conv_input_grad_parallel(dconv, w, dx, width, lead):
     for n in numba.prange(dx.shape[0]):
-        _conv_input_grad_image(dconv[n], w, dx[n], width, lead)
+        _conv_input_grad_image(lead + n * dx.shape[2], dconv, w, dx[n], width)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,14 +467,17 @@ def conv_relu_pool_backward(dout, x, out, argmax, weight, weight_grad, bias_grad
     out_h, out_w = h - kh + 1, width - kw + 1
     length = (out_h - 1) * width + out_w  # wide rows, see the module docstring
     lead = (kh - 1) * width + (kw - 1)  # zeros before dconv, so the full convolution never reads before 0
-    (_, pkw), (psh, psw) = pool_kernel, pool_stride
-    dconv = _buffer(buffers, "dconv", (n, out_channels, lead + h * width), x.dtype)
+    (pkh, pkw), (psh, psw) = pool_kernel, pool_stride
+    tap_offset = (np.arange(pkh)[:, None] * width + np.arange(pkw)).ravel()  # argmax -> wide-row offset
+    # dconv and x hold the whole batch per channel, image after image (see the module docstring).
+    dconv = _buffer(buffers, "dconv", (out_channels, lead + n * h * width), x.dtype)
     _drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n,
-           np.ascontiguousarray(dout), out, argmax, dconv, width, lead, pkw, psh, psw)
-    x_flat = x.reshape(n, channels, h * width)
+           np.ascontiguousarray(dout), out, argmax, dconv, width, lead, tap_offset, psh, psw)
+    x_by_channel = np.ascontiguousarray(x.reshape(n, channels, h * width).transpose(1, 0, 2))  # no copy if C == 1
     db = _no_bias(weight) if bias_grad is None else bias_grad
-    _drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels,
-           x_flat, dconv, weight_grad, db, width, lead, length)
+    _drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels * kh,
+           x_by_channel.reshape(channels, n * h * width), dconv, weight_grad, db, width, lead,
+           (n - 1) * h * width + length)
     if not need_input_grad:
         return None
     dx = np.empty((n, channels, h * width), dtype=x.dtype)
