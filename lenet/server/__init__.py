@@ -1,4 +1,14 @@
-"""The HTTP prediction server (standard library only): page, course-app API, v2 inference protocol.
+"""The HTTP prediction server (standard library only): the page, the course app's API, the v2 protocol.
+
+Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a 4xx status):
+
+    GET  /                              the draw-a-digit page (its files under /static/)
+    POST /api/mnist                     784 ints 0..255, ink on white -> {"results", "prediction", "ms"}
+    POST /api/predict                   an image file, or {"image": 28x28}, MNIST-style preprocessed
+                                        -> {"prediction", "probabilities", "ms", "image"}
+    GET  /ping                          {"status": "Healthy"}
+    GET  /v2/health/live, /v2/health/ready, /v2/models/lenet5, /v2/models/lenet5/ready
+    POST /v2/models/lenet5/infer        Open Inference Protocol v2: N images -> N x 10 probabilities
 
 Start it with ``python serve.py``; in code::
 
