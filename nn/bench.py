@@ -227,6 +227,100 @@ def bench_inference(backends, torch_threads, repeats, single_calls, big_batch):
     return median, rate
 
 
+def profile_step(backend, batch, steps):
+    """Median time of each part of a training step: forward, loss, backward per layer (or fused stage), SGD."""
+    import nn
+    from nn.ops import fused
+    from lenet.model import LeNet5
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, batch)
+    model = LeNet5(seed=0)
+    criterion = nn.CrossEntropyLoss()
+    optimizer = nn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    times = {}
+    clock = [0.0]
+
+    def lap(name):
+        now = time.perf_counter()
+        times.setdefault(name, []).append(now - clock[0])
+        clock[0] = now
+
+    def fused_step():  # what LeNet5._forward_fused / _backward_fused do, one timed kernel at a time
+        m, buffers = model, model.__dict__.setdefault("_profile_buffers", {"C1": {}, "C3": {}})
+        clock[0] = time.perf_counter()
+        p2, a2 = fused.conv_relu_pool_forward(x, m.C1.weight.data, m.C1.bias.data, (2, 2), (2, 2))
+        lap("forward  C1+relu1+S2")
+        p4, a4 = fused.conv_relu_pool_forward(p2, m.C3.weight.data, m.C3.bias.data, (2, 2), (2, 2))
+        lap("forward  C3+relu3+S4")
+        flat = p4.reshape(batch, -1)
+        h5 = fused.linear_forward(flat, m.C5.weight.data, m.C5.bias.data, relu=True)
+        lap("forward  C5+relu5")
+        h6 = fused.linear_forward(h5, m.F6.weight.data, m.F6.bias.data, relu=True)
+        lap("forward  F6+relu6")
+        logits = fused.linear_forward(h6, m.out.weight.data, m.out.bias.data)
+        lap("forward  out")
+        criterion(logits, labels)
+        lap("loss     forward")
+        optimizer.zero_grad()
+        lap("update   zero_grad")
+        d = criterion.backward()
+        lap("loss     backward")
+        d = fused.linear_backward(d, h6, logits, m.out.weight.data, m.out.weight.grad, m.out.bias.grad)
+        lap("backward out")
+        d = fused.linear_backward(d, h5, h6, m.F6.weight.data, m.F6.weight.grad, m.F6.bias.grad, relu=True)
+        lap("backward F6+relu6")
+        d = fused.linear_backward(d, flat, h5, m.C5.weight.data, m.C5.weight.grad, m.C5.bias.grad, relu=True)
+        lap("backward C5+relu5")
+        d = fused.conv_relu_pool_backward(d.reshape(p4.shape), p2, p4, a4, m.C3.weight.data, m.C3.weight.grad,
+                                          m.C3.bias.grad, (2, 2), (2, 2), buffers=buffers["C3"])
+        lap("backward C3+relu3+S4")
+        fused.conv_relu_pool_backward(d, x, p2, a2, m.C1.weight.data, m.C1.weight.grad, m.C1.bias.grad, (2, 2),
+                                      (2, 2), need_input_grad=False, buffers=buffers["C1"])
+        lap("backward C1+relu1+S2 (no dx)")
+        optimizer.step()
+        lap("update   SGD step")
+
+    def layer_step():
+        layers = list(model.children())
+        clock[0] = time.perf_counter()
+        h = x
+        for name, layer in model.named_children():
+            h = layer(h)
+            lap(f"forward  {name}")
+        criterion(h, labels)
+        lap("loss     forward")
+        optimizer.zero_grad()
+        lap("update   zero_grad")
+        d = criterion.backward()
+        lap("loss     backward")
+        for name, layer in reversed(list(model.named_children())):
+            d = layer.backward(d, need_input_grad=False) if layer is layers[0] else layer.backward(d)
+            lap(f"backward {name}" + (" (no dx)" if layer is layers[0] else ""))
+        optimizer.step()
+        lap("update   SGD step")
+
+    step = fused_step if backend == "numba" else layer_step
+    with nn.use_backend(backend):
+        for _ in range(5):
+            step()
+        times.clear()
+        for _ in range(steps):
+            step()
+    median = {name: float(np.median(t)) for name, t in times.items()}
+    total = sum(median.values())
+    phases = {}
+    for name, t in median.items():
+        phases[name.split()[0]] = phases.get(name.split()[0], 0.0) + t
+    rows = [[name, f"{t * 1e6:,.0f} us", f"{100 * t / total:.0f}%"] for name, t in median.items()]
+    rows += [["", "", ""]] + [[f"total {phase}", f"{t * 1e6:,.0f} us", f"{100 * t / total:.0f}%"]
+                              for phase, t in phases.items()]
+    rows.append(["total step", f"{total * 1e6:,.0f} us", f"{batch / total:,.0f} img/s"])
+    _print_table(f"Profile of a training step, {backend} backend, batch {batch} (median of {steps} steps per part)",
+                 rows, ["part", "time", "share"])
+
+
 _FIRST_STEP = """
 import time
 start = time.perf_counter()
@@ -273,6 +367,8 @@ def main(argv=None):
     p.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
                    help="PyTorch's intra-op threads (default: every core)")
     p.add_argument("--compile-time", action="store_true", help="also time the first step of fresh processes")
+    p.add_argument("--profile", action="store_true",
+                   help="only profile a training step at batch 64 per layer and phase, for each backend")
     args = p.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 7)
     backends = ["numba", "numpy"] if args.backend == "all" else [args.backend]
@@ -291,6 +387,10 @@ def main(argv=None):
           f"PyTorch {torch_version + f' ({torch_threads} threads)' if torch_threads else 'not compared'}, "
           f"{os.cpu_count()} cores; {TRAIN_FLOP / 1e6:.2f} MFLOP per training image, "
           f"{FORWARD_FLOP / 1e6:.2f} MFLOP per inference")
+    if args.profile:
+        for backend in backends:
+            profile_step(backend, 64, steps=50 if args.quick else 200)
+        return 0
     batches = [64] if args.quick else [32, 64, 128, 256]
     rates = bench_training(backends, torch_threads, batches, repeats, seconds_per_block=0.1 if args.quick else 0.25)
     bench_epoch(backends, torch_threads, full=not args.quick, rates_at_64=rates)
