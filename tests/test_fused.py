@@ -202,3 +202,29 @@ def test_same_seed_same_training_bit_for_bit(backend):
     first, second = run(), run()
     for key in first:
         np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_cross_entropy_on_numba_matches_the_numpy_formulas(dtype, reduction):
+    rng = np.random.default_rng(6)
+    logits = (rng.standard_normal((9, 10)) * 5).astype(dtype)
+    logits[0] = [1e3] + [0.0] * 9  # huge logits stay finite; a perfect prediction gives 0
+    labels = rng.integers(0, 10, 9)
+    labels[0] = 0
+    results = {}
+    for backend in ("numpy", "numba"):
+        criterion = nn.CrossEntropyLoss(reduction)
+        with nn.use_backend(backend):
+            loss = criterion(logits, labels)
+            grad = criterion.backward(np.asarray(2.0))
+        results[backend] = loss, grad
+    (loss, grad), (fused_loss, fused_grad) = results["numpy"], results["numba"]
+    tol = TOLERANCE[dtype]
+    assert fused_loss.dtype == fused_grad.dtype == dtype
+    assert fused_loss == pytest.approx(loss, rel=tol)
+    np.testing.assert_allclose(fused_grad, grad, rtol=tol, atol=tol)
+    perfect = nn.CrossEntropyLoss()
+    with nn.use_backend("numba"):
+        zero = perfect(np.array([[1e3, 0.0]], dtype=dtype), np.array([0]))
+    assert zero == 0.0 and not np.signbit(zero)
