@@ -58,16 +58,23 @@ import threading
 import numba
 import numpy as np
 
-# Below this many items (images, or output channels for weight gradients) a kernel runs on the
-# calling thread: waking the thread pool costs more than the work it would share.
-PARALLEL_MIN_ITEMS = 4
+# A kernel runs on the calling thread unless it has at least 2 items (images, or output rows for
+# weight gradients) and about this many multiply-adds: below that, waking the thread pool and
+# waiting for it costs more than the work it would share (LeNet's last layer at batch 64 is
+# 54,000 multiply-adds, a few microseconds; one image's C3 is 150,000).
+PARALLEL_MIN_WORK = 200_000
 
 _parallel_launch = threading.Lock()
 
 
-def _drive(serial, parallel, items, *args):
-    """Run a kernel with its serial driver for few items, else with the parallel one under the lock."""
-    if items < PARALLEL_MIN_ITEMS:
+def _drive(serial, parallel, items, work, *args):
+    """Run a kernel serially if small (see ``PARALLEL_MIN_WORK``) or numba has one thread, else in parallel.
+
+    With ``NUMBA_NUM_THREADS=1`` (or ``numba.set_num_threads(1)``) everything runs on the calling
+    thread: the choice for a machine whose cores are busy with other work, where each parallel
+    region would wait for a time slice of the thread that shares it.
+    """
+    if items < 2 or work < PARALLEL_MIN_WORK or numba.get_num_threads() < 2:
         serial(*args)
     else:
         with _parallel_launch:
@@ -446,7 +453,7 @@ def conv_relu_pool_forward(x, weight, bias, pool_kernel, pool_stride, keep_argma
     # Without keep_argmax the kernel never writes argmax: an empty (N, O, 0, 0) array stands in.
     argmax = np.empty(out.shape if keep_argmax else (n, weight.shape[0], 0, 0), dtype=np.int32)
     bias = _no_bias(weight) if bias is None else bias
-    _drive(_conv_relu_pool_forward_serial, _conv_relu_pool_forward_parallel, n,
+    _drive(_conv_relu_pool_forward_serial, _conv_relu_pool_forward_parallel, n, out_h * out_w * weight.size * n,
            x.reshape(n, channels, h * width), np.ascontiguousarray(weight), bias, out, argmax,
            width, out_h, out_w, pkh, pkw, psh, psw, keep_argmax)
     return out, (argmax if keep_argmax else None)
@@ -471,17 +478,19 @@ def conv_relu_pool_backward(dout, x, out, argmax, weight, weight_grad, bias_grad
     tap_offset = (np.arange(pkh)[:, None] * width + np.arange(pkw)).ravel()  # argmax -> wide-row offset
     # dconv and x hold the whole batch per channel, image after image (see the module docstring).
     dconv = _buffer(buffers, "dconv", (out_channels, lead + n * h * width), x.dtype)
-    _drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n,
+    _drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n, dconv.size,
            np.ascontiguousarray(dout), out, argmax, dconv, width, lead, tap_offset, psh, psw)
     x_by_channel = np.ascontiguousarray(x.reshape(n, channels, h * width).transpose(1, 0, 2))  # no copy if C == 1
     db = _no_bias(weight) if bias_grad is None else bias_grad
     _drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels * kh,
+           weight.size * (dconv.size // out_channels),
            x_by_channel.reshape(channels, n * h * width), dconv, weight_grad, db, width, lead,
            (n - 1) * h * width + length)
     if not need_input_grad:
         return None
     dx = np.empty((n, channels, h * width), dtype=x.dtype)
-    _drive(_conv_input_grad_serial, _conv_input_grad_parallel, n, dconv, np.ascontiguousarray(weight), dx,
+    _drive(_conv_input_grad_serial, _conv_input_grad_parallel, n, weight.size * (dconv.size // out_channels),
+           dconv, np.ascontiguousarray(weight), dx,
            width, lead)
     return dx.reshape(x.shape)
 
@@ -491,7 +500,8 @@ def linear_forward(x, weight, bias, relu=False):
     x = np.ascontiguousarray(x)
     y = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
     bias = _no_bias(weight) if bias is None else bias
-    _drive(_linear_forward_serial, _linear_forward_parallel, x.shape[0], x, weight, bias, y, relu)
+    _drive(_linear_forward_serial, _linear_forward_parallel, x.shape[0], x.shape[0] * weight.size,
+           x, weight, bias, y, relu)
     return y
 
 
@@ -503,12 +513,14 @@ def linear_backward(dy, x, y, weight, weight_grad, bias_grad, relu=False, need_i
     """
     dy = np.ascontiguousarray(dy)
     db = _no_bias(weight) if bias_grad is None else bias_grad
-    _drive(_linear_param_grad_serial, _linear_param_grad_parallel, weight.shape[0], x, dy, y, weight_grad, db,
+    _drive(_linear_param_grad_serial, _linear_param_grad_parallel, weight.shape[0], x.shape[0] * weight.size,
+           x, dy, y, weight_grad, db,
            relu)
     if not need_input_grad:
         return None
     dx = np.empty(x.shape, dtype=x.dtype)
-    _drive(_linear_input_grad_serial, _linear_input_grad_parallel, x.shape[0], dy, y, weight, dx, relu)
+    _drive(_linear_input_grad_serial, _linear_input_grad_parallel, x.shape[0], x.shape[0] * weight.size,
+           dy, y, weight, dx, relu)
     return dx
 
 
