@@ -24,6 +24,8 @@ CONV_POOL_GEOMETRIES = [
     ((4, 3, 10, 11), 4, (2, 4), (3, 2), (2, 1)),
     ((1, 2, 7, 8), 2, 5, 2, 2),
     ((9, 1, 8, 8), 2, 5, 1, 1),  # enough images for the parallel drivers
+    ((3, 8, 9, 9), 5, 3, 3, 1),  # window rows of 8 * 3 >= 16 numbers: the winners' path, overlapping windows
+    ((2, 5, 10, 9), 3, (3, 4), 2, 2),  # the winners' path with channels padded from 5 to 8
 ]
 
 

@@ -333,6 +333,104 @@ def _conv_input_grad_parallel(dconv, w, dx, width, lead):
 
 
 # ---------------------------------------------------------------------------------------------
+# Convolution + bias + ReLU + max pooling: backward visiting the winners only (many input channels)
+# ---------------------------------------------------------------------------------------------
+
+@numba.njit(cache=True)
+def _to_channels_last_image(x, xh):
+    """One image: x (C, H, W) -> xh (H, W, Cp), the channels Cp >= C padded with zeros."""
+    channels, h, w = x.shape
+    xh[:] = 0
+    for y in range(h):
+        for col in range(w):
+            for c in range(channels):
+                xh[y, col, c] = x[c, y, col]
+
+
+@numba.njit(cache=True)
+def _to_channels_last_serial(x, xh):
+    for n in range(x.shape[0]):
+        _to_channels_last_image(x[n], xh[n])
+
+
+@numba.njit(cache=True, parallel=True)
+def _to_channels_last_parallel(x, xh):
+    for n in numba.prange(x.shape[0]):
+        _to_channels_last_image(x[n], xh[n])
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _winner_param_grad_channel(o, dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, psh, psw):
+    """Output channel o, images in order: acc (kh, kw*cp) <- sum over winners of g * window; db[o] += sum of g.
+
+    xh (N, H, W*cp) is channels last, so one kernel row of a window (all its taps and channels)
+    is one contiguous run of kw*cp numbers, and acc holds the kernel in the same (i, j, c) order.
+    """
+    kh, run = acc.shape
+    acc[:] = 0
+    total = db.dtype.type(0)
+    for n in range(dout.shape[0]):
+        for py in range(dout.shape[2]):
+            for px in range(dout.shape[3]):
+                if not out[n, o, py, px] > 0:  # the ReLU mask at the winner
+                    continue
+                g = dout[n, o, py, px]
+                total += g
+                a = argmax[n, o, py, px]
+                y, start = py * psh + tap_row[a], (px * psw + tap_col[a]) * cp
+                for i in range(kh):
+                    src = xh[n, y + i, start:start + run]
+                    dst = acc[i]
+                    for k in range(run):
+                        dst[k] += g * src[k]
+    db[o] += total
+
+
+@numba.njit(cache=True)
+def _winner_param_grad_serial(dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, psh, psw):
+    for o in range(dout.shape[1]):
+        _winner_param_grad_channel(o, dout, out, argmax, xh, acc[o], db, cp, tap_row, tap_col, psh, psw)
+
+
+@numba.njit(cache=True, parallel=True)
+def _winner_param_grad_parallel(dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, psh, psw):
+    for o in numba.prange(dout.shape[1]):
+        _winner_param_grad_channel(o, dout, out, argmax, xh, acc[o], db, cp, tap_row, tap_col, psh, psw)
+
+
+@numba.njit(cache=True, fastmath={"contract"})
+def _winner_input_grad_image(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, psh, psw):
+    """One image: dxh (H, W*cp) channels last <- for every winner, g * its kernel (wh (O, kh, kw*cp)) on its window."""
+    kh, run = wh.shape[1], wh.shape[2]
+    dxh[:] = 0
+    for o in range(dout.shape[0]):
+        for py in range(dout.shape[1]):
+            for px in range(dout.shape[2]):
+                if not out[o, py, px] > 0:
+                    continue
+                g = dout[o, py, px]
+                a = argmax[o, py, px]
+                y, start = py * psh + tap_row[a], (px * psw + tap_col[a]) * cp
+                for i in range(kh):
+                    dst = dxh[y + i, start:start + run]
+                    w_row = wh[o, i]
+                    for k in range(run):
+                        dst[k] += g * w_row[k]
+
+
+@numba.njit(cache=True)
+def _winner_input_grad_serial(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, psh, psw):
+    for n in range(dout.shape[0]):
+        _winner_input_grad_image(dout[n], out[n], argmax[n], wh, dxh[n], cp, tap_row, tap_col, psh, psw)
+
+
+@numba.njit(cache=True, parallel=True)
+def _winner_input_grad_parallel(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, psh, psw):
+    for n in numba.prange(dout.shape[0]):
+        _winner_input_grad_image(dout[n], out[n], argmax[n], wh, dxh[n], cp, tap_row, tap_col, psh, psw)
+
+
+# ---------------------------------------------------------------------------------------------
 # Linear (+ ReLU)
 # ---------------------------------------------------------------------------------------------
 
@@ -466,22 +564,34 @@ def conv_relu_pool_backward(dout, x, out, argmax, weight, weight_grad, bias_grad
     Shapes: dout, out, argmax (N, O, PH, PW); x (N, C, H, W) the forward input; weight and
     weight_grad (O, C, kh, kw); bias_grad (O,) or None. Returns dx (N, C, H, W), or None when
     ``need_input_grad`` is False (the first layer of a network: nobody needs d loss / d pixels).
-    ``buffers``: a dict in which the large scratch array is kept from one call to the next.
+    ``buffers``: a dict in which the large scratch arrays are kept from one call to the next.
+
+    Two ways to the same sums, chosen by the length of one window row, ``C * kw``:
+
+    * long rows (LeNet's C3: 6 * 5 = 30): visit only the windows' winners, each adding
+      ``g * window`` to the weight gradient and ``g * kernel`` to dx, one contiguous run of
+      numbers per kernel row in a channels-last copy of x (``_winner_*``);
+    * short rows (C1: 1 * 5): those runs would be too short for SIMD, so build the sparse
+      ``dconv`` and run dense, long correlations over it (``_conv_*``, see the module docstring).
     """
     x = np.ascontiguousarray(x)
+    dout = np.ascontiguousarray(dout)
     n, channels, h, width = x.shape
     out_channels, _, kh, kw = weight.shape
+    (pkh, pkw), (psh, psw) = pool_kernel, pool_stride
+    db = _no_bias(weight) if bias_grad is None else bias_grad
+    if channels * kw >= WINNER_MIN_ROW:
+        return _backward_by_winners(dout, x, out, argmax, weight, weight_grad, db, pkh, pkw, psh, psw,
+                                    need_input_grad, buffers)
     out_h, out_w = h - kh + 1, width - kw + 1
     length = (out_h - 1) * width + out_w  # wide rows, see the module docstring
     lead = (kh - 1) * width + (kw - 1)  # zeros before dconv, so the full convolution never reads before 0
-    (pkh, pkw), (psh, psw) = pool_kernel, pool_stride
     tap_offset = (np.arange(pkh)[:, None] * width + np.arange(pkw)).ravel()  # argmax -> wide-row offset
     # dconv and x hold the whole batch per channel, image after image (see the module docstring).
     dconv = _buffer(buffers, "dconv", (out_channels, lead + n * h * width), x.dtype)
     _drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n, dconv.size,
-           np.ascontiguousarray(dout), out, argmax, dconv, width, lead, tap_offset, psh, psw)
+           dout, out, argmax, dconv, width, lead, tap_offset, psh, psw)
     x_by_channel = np.ascontiguousarray(x.reshape(n, channels, h * width).transpose(1, 0, 2))  # no copy if C == 1
-    db = _no_bias(weight) if bias_grad is None else bias_grad
     _drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels * kh,
            weight.size * (dconv.size // out_channels),
            x_by_channel.reshape(channels, n * h * width), dconv, weight_grad, db, width, lead,
@@ -490,9 +600,39 @@ def conv_relu_pool_backward(dout, x, out, argmax, weight, weight_grad, bias_grad
         return None
     dx = np.empty((n, channels, h * width), dtype=x.dtype)
     _drive(_conv_input_grad_serial, _conv_input_grad_parallel, n, weight.size * (dconv.size // out_channels),
-           dconv, np.ascontiguousarray(weight), dx,
-           width, lead)
+           dconv, np.ascontiguousarray(weight), dx, width, lead)
     return dx.reshape(x.shape)
+
+
+# Window rows of at least this many numbers (C * kw) go through the winners (see conv_relu_pool_backward).
+WINNER_MIN_ROW = 16
+
+
+def _backward_by_winners(dout, x, out, argmax, weight, weight_grad, db, pkh, pkw, psh, psw, need_input_grad,
+                         buffers):
+    n, channels, h, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    # Channels padded to a multiple of 8: a kernel row is then kw * cp >= 32 numbers, long enough
+    # for the compiler's SIMD loop (with 30 it fell back to scalar code); the padding is zeros.
+    cp = -(-channels // 8) * 8
+    tap_row = np.repeat(np.arange(pkh), pkw)  # argmax = i * pkw + j -> (i, j)
+    tap_col = np.tile(np.arange(pkw), pkh)
+    winners = int(dout.size)  # an upper bound of the work: one kernel's worth per winner
+    xh = _buffer(buffers, "x_channels_last", (n, h, width, cp), x.dtype)
+    _drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size * 50, x, xh)
+    acc = _buffer(buffers, "weight_grad_channels_last", (out_channels, kh, kw * cp), x.dtype)
+    _drive(_winner_param_grad_serial, _winner_param_grad_parallel, out_channels, winners * kh * kw * cp,
+           dout, out, argmax, xh.reshape(n, h, width * cp), acc, db, cp, tap_row, tap_col, psh, psw)
+    weight_grad += acc.reshape(out_channels, kh, kw, cp)[..., :channels].transpose(0, 3, 1, 2)
+    if not need_input_grad:
+        return None
+    wh = np.zeros((out_channels, kh, kw, cp), dtype=x.dtype)
+    wh[..., :channels] = weight.transpose(0, 2, 3, 1)
+    dxh = _buffer(buffers, "dx_channels_last", (n, h, width, cp), x.dtype)
+    _drive(_winner_input_grad_serial, _winner_input_grad_parallel, n, winners * kh * kw * cp,
+           dout, out, argmax, wh.reshape(out_channels, kh, kw * cp), dxh.reshape(n, h, width * cp), cp,
+           tap_row, tap_col, psh, psw)
+    return np.ascontiguousarray(dxh[..., :channels].transpose(0, 3, 1, 2))
 
 
 def linear_forward(x, weight, bias, relu=False):
