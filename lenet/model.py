@@ -3,7 +3,7 @@
 import numpy as np
 
 from nn.activation import ReLU
-from nn.backend import get_backend
+from nn.backend import NUMBA_AVAILABLE, get_backend
 from nn.checks import as_float_array, check_dout
 from nn.conv import Conv2d
 from nn.flatten import Flatten
@@ -11,8 +11,10 @@ from nn.init import make_rng
 from nn.linear import Linear
 from nn.loss import softmax
 from nn.module import Module
-from nn.ops import fused
 from nn.pool import MaxPool2d
+
+if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the fused path is never taken
+    from nn.ops import fused
 
 # The normalization every shipped or trained model uses unless its metadata says otherwise:
 # x = (pixel / 255 - mean) / std, the MNIST training-set statistics.
@@ -63,7 +65,7 @@ class LeNet5(Module):
         twice, then the three linear layers, each with its ReLU); on the NumPy backend layer by
         layer. The tests check that both give the same result.
         """
-        if get_backend() != "numba":
+        if get_backend() != "numba" or not self._fusable():
             self._save_for_backward(fused=None)
             for layer in self._layers():
                 x = layer(x)
@@ -86,6 +88,10 @@ class LeNet5(Module):
         return dout
 
     # -- the fused path (numba backend) -------------------------------------------------------------
+    def _fusable(self):
+        """The fused kernels take stride-1, unpadded convolutions (LeNet5's, unless a layer was replaced)."""
+        return all(conv.stride == (1, 1) and conv.padding == (0, 0) for conv in (self.C1, self.C3))
+
     def _forward_fused(self, x):
         x = as_float_array("LeNet5", x, self.C1.weight.dtype, ndim=4)
         self.C1._output_size(x)  # the same shape checks, and messages, as layer by layer
