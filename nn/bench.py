@@ -91,11 +91,17 @@ def _torch(batch, threads, seed=0):
     return step, infer, model
 
 
+# Pause before each timed block, untimed: thread pools keep spinning after their last job (OpenBLAS's
+# for ~0.1 s, OpenMP's for milliseconds) and would steal a core from the next contender's block.
+SETTLE_SECONDS = 0.15
+
+
 def _median_block_seconds(contenders, calls, repeats):
     """Run ``calls`` calls of each contender in turn, ``repeats`` times; median seconds per call of each."""
     times = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, f in contenders.items():
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             for _ in range(calls):
                 f()
@@ -195,13 +201,15 @@ def bench_inference(backends, torch_threads, repeats, single_calls, big_batch):
             f(one)
         f(big)
 
-    # One image: every call timed on its own, alternating contenders call by call.
+    # One image: every call timed on its own, in alternating blocks of 100 calls per contender.
     samples = {name: [] for name in infer}
-    for _ in range(single_calls):
+    for _ in range(max(1, single_calls // 100)):
         for name, f in infer.items():
-            start = time.perf_counter()
-            f(one)
-            samples[name].append(time.perf_counter() - start)
+            time.sleep(SETTLE_SECONDS)
+            for _ in range(100):
+                start = time.perf_counter()
+                f(one)
+                samples[name].append(time.perf_counter() - start)
     median = {n: float(np.median(s)) for n, s in samples.items()}
     p99 = {n: float(np.percentile(s, 99)) for n, s in samples.items()}
     rows = [[n, f"{median[n] * 1e3:.3f} ms", f"{p99[n] * 1e3:.3f} ms",
@@ -211,7 +219,9 @@ def bench_inference(backends, torch_threads, repeats, single_calls, big_batch):
         columns.append("torch/numba (median)")
         for r, n in zip(rows, infer):
             r.append(f"{median['torch'] / median[n]:.2f}x" if n == "numba" else "")
-    _print_table(f"Inference latency, one image (eval mode, {single_calls} calls each, alternating)", rows, columns)
+    calls_each = len(next(iter(samples.values())))
+    _print_table(f"Inference latency, one image (eval mode, {calls_each} calls each, in alternating blocks of 100)",
+                 rows, columns)
 
     blocks = {name: (lambda f=f: f(big)) for name, f in infer.items()}
     seconds = _median_block_seconds(blocks, 1, max(repeats, 3))
