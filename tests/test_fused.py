@@ -230,3 +230,48 @@ def test_cross_entropy_on_numba_matches_the_numpy_formulas(dtype, reduction):
     with nn.use_backend("numba"):
         zero = perfect(np.array([[1e3, 0.0]], dtype=dtype), np.array([0]))
     assert zero == 0.0 and not np.signbit(zero)
+
+
+def test_training_gives_the_same_bits_on_one_thread_as_on_all():
+    """Weight gradients are summed over images in a fixed order, whatever the threads: no dependence on them."""
+    import numba
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    labels = rng.integers(0, 10, 64)
+    parallel = lenet_step(LeNet5(seed=8), x, labels, "numba", need_input_grad=True)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # every kernel then takes its serial driver
+    try:
+        serial = lenet_step(LeNet5(seed=8), x, labels, "numba", need_input_grad=True)
+    finally:
+        numba.set_num_threads(threads)
+    assert serial[0] == parallel[0]
+    np.testing.assert_array_equal(serial[1], parallel[1])
+    for got, want in zip(serial[2], parallel[2]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_concurrent_batch_inference_on_shared_model_matches_one_thread():
+    """Batches big enough for the parallel kernels, from four threads at once (launches take turns)."""
+    import threading
+
+    model = LeNet5(seed=9).eval()
+    rng = np.random.default_rng(9)
+    batches = [rng.standard_normal((int(rng.integers(20, 80)), 1, 28, 28)).astype(np.float32) for _ in range(8)]
+    expected = [model(b) for b in batches]  # the backend is global, not per thread: all use the default
+    results = {}
+
+    def worker(t):
+        for i in range(len(batches)):
+            j = (i + 3 * t) % len(batches)
+            results[t, j] = model(batches[j])
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert len(results) == 4 * len(batches)
+    for (t, j), got in results.items():
+        np.testing.assert_array_equal(got, expected[j])
