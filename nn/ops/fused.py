@@ -29,24 +29,36 @@ Backward through ReLU and max pooling
 -------------------------------------
 Max pooling sends each window's gradient to the one conv output that won the window, and ReLU
 lets it through only if that output was positive; since ``max(relu(v)) = relu(max(v))``, the
-winner was positive exactly when the pooled output is. So ``dconv`` is zero except at the winners
-of windows with a positive output (a quarter of the positions at most for 2x2 pooling), and is
-built directly from ``argmax`` and the pooled output, without the ReLU mask. Then::
+winner was positive exactly when the pooled output is. So the gradient of the conv output,
+``dconv``, is zero except at the winners of windows with a positive output (a quarter of the
+positions at most for 2x2 pooling), and it is known from ``argmax`` and the pooled output alone,
+without a ReLU mask. For each such winner at position p of channel o, with window gradient g::
 
-    dW[o, c, i, j] = sum_n sum_p dconv[n, o, p] * flat[n, c, i * W + j + p]     (a correlation)
-    db[o]          = sum_n sum_p dconv[n, o, p]
-    dx[n, c, q]    = sum_o sum_{i, j} w[o, c, i, j] * dconv[n, o, q - i * W - j]  (a full convolution)
+    dW[o, :, :, :] += g * (the input window at p)       db[o] += g
+    dx[:, window at p] += g * W[o]                       (the full convolution of dconv)
+
+Two ways to do those sums, chosen by how long one row of a window is (C * kw numbers):
+
+* Long rows (LeNet's C3: 6 channels x 5 taps = 30): visit the winners only. In a channels-last
+  copy of x, one kernel row of a window, all taps and channels, is one contiguous run, so each
+  winner costs kh short SIMD loops, and the 3 in 4 zeros of dconv cost nothing (``_winner_*``).
+* Short rows (C1: 1 x 5): runs of 5 are too short for SIMD and the per-winner overhead would
+  dominate. Instead dconv is built in full, laid out channel-major over the whole batch
+  (``dconv[o, lead + n * H*W + p]``, image after image, in wide rows), and the sums become long
+  dense loops: ``dW[o, c, i, j] = sum_t dconv[o, t] * x[c, i * W + j + t]`` is one correlation
+  over the whole batch per kernel row, and dx one full convolution per image (``_conv_*``).
 
 Parallelism and reproducibility
 -------------------------------
 Kernels with a batch-parallel outer loop (``prange``) write only their own images' rows. The
-weight gradients are sums over the batch; they are computed in parallel over output channels
-(each channel's sum runs over the images in order, on one thread), never split over images, so
-the result does not depend on the number of threads or their timing: training is reproducible bit
-for bit. Every kernel comes as a serial and a parallel driver of the same per-item function: a
-batch of one image (the server's case) runs serially, with no thread start-up cost. Parallel
-launches are serialized by a lock, so concurrent callers never nest thread pools (the
-"workqueue" threading layer would abort on that) and never oversubscribe the cores.
+weight gradients are sums over the batch; they are computed in parallel over output channels or
+kernel rows, each sum running over the images in order on one thread, never split over images,
+so the result does not depend on the number of threads or their timing: training is reproducible
+bit for bit (a test compares one thread with all). Every kernel comes as a serial and a parallel
+driver of the same per-item function: a small batch (one image, the server's case) runs on the
+calling thread, with no thread start-up cost. Parallel launches are serialized by a lock, so
+concurrent callers never nest thread pools (the "workqueue" threading layer would abort on that)
+and never oversubscribe the cores.
 
 These kernels use no BLAS: the matrix products are small enough that compiled loops beat the
 per-call overhead of BLAS, and keeping BLAS out of the hot path means numba's threads are the
@@ -84,7 +96,9 @@ def _drive(serial, parallel, items, work, *args):
 # ---------------------------------------------------------------------------------------------
 # Inner loops shared by the kernels. ``fastmath`` "contract" lets a * b + c become one fused
 # multiply-add; "reassoc" (only where a sum over p is reduced) lets the compiler split that sum
-# into SIMD lanes. Both are fixed at compile time, so results stay deterministic.
+# into SIMD lanes. Both are fixed at compile time, so results stay deterministic. They are
+# inlined into their callers (inline="always"): as separate calls, each row paid a call and the
+# compiler lost the facts it needed to vectorize, about 2x slower.
 # ---------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True, inline="always", fastmath={"contract"})
@@ -625,7 +639,7 @@ def _backward_by_winners(dout, x, out, argmax, weight, weight_grad, db, pkh, pkw
     tap_col = np.tile(np.arange(pkw), pkh)
     winners = int(dout.size)  # an upper bound of the work: one kernel's worth per winner
     xh = _buffer(buffers, "x_channels_last", (n, h, width, cp), x.dtype)
-    _drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size * 50, x, xh)
+    _drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size, x, xh)  # a copy: one op a number
     acc = _buffer(buffers, "weight_grad_channels_last", (out_channels, kh, kw * cp), x.dtype)
     _drive(_winner_param_grad_serial, _winner_param_grad_parallel, out_channels, winners * kh * kw * cp,
            dout, out, argmax, xh.reshape(n, h, width * cp), acc, db, cp, tap_row, tap_col, psh, psw)
