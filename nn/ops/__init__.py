@@ -4,6 +4,9 @@ Each function here has the same name, arguments and result as its twin in ``nump
 readable reference, documented there) and ``numba_ops`` (compiled kernels computing the same
 thing). ``nn.backend.get_backend()`` is read on every call, so ``nn.use_backend("numpy")`` takes
 effect immediately, even for layers built earlier.
+
+``nn.ops.fused`` (numba only) holds kernels for whole stages of layers, conv + ReLU + pool and
+linear + ReLU, which ``lenet.model.LeNet5`` uses on the numba backend; see its docstring.
 """
 
 from ..backend import NUMBA_AVAILABLE, get_backend

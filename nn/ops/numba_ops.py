@@ -14,6 +14,10 @@ Parallel kernels pay only once BLAS is single-threaded (``OPENBLAS_NUM_THREADS=1
 OpenMP waits passively (``OMP_WAIT_POLICY=passive``: 10.5 ms). With ``PARALLEL = False`` a
 ``prange`` is an ordinary ``range``.
 
+These kernels serve layers used one by one (any ``Conv2d`` or ``MaxPool2d``). LeNet5 on this
+backend runs ``fused``'s kernels instead, which keep BLAS out of the hot path altogether and so
+can run in parallel.
+
 Kernels are compiled on first use for each dtype (float32 and float64 both work) and cached on
 disk (``cache=True``). The public wrappers make the inputs C-contiguous, allocate the outputs
 and check shapes, so the kernels themselves stay plain loops.
