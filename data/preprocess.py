@@ -5,7 +5,8 @@ box keeping its aspect ratio (anti-aliased, hence grey levels), then placed in a
 that its center of mass sits at the center. A model trained on MNIST is only right on digits
 that look like that, so any drawing or photo is brought to the same form first:
 
-1. grey levels in [0, 1] (transparent pixels laid on a background that contrasts with the ink);
+1. grey levels in [0, 1] (transparent pixels laid on a background that contrasts with the ink;
+   pictures over ``MAX_WORKING_SIDE`` pixels a side averaged down by a whole factor first);
 2. white ink on black: the background level is the median of the border pixels, and ink is how
    far a pixel is from it, towards the other side (so dark-on-light pictures are inverted),
    stretched so the strongest ink is 1;
