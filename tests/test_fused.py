@@ -275,3 +275,23 @@ def test_concurrent_batch_inference_on_shared_model_matches_one_thread():
     assert len(results) == 4 * len(batches)
     for (t, j), got in results.items():
         np.testing.assert_array_equal(got, expected[j])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum, weight_decay, nesterov",
+                         [(0.0, 0.0, False), (0.9, 0.0, False), (0.9, 5e-4, True), (0.5, 1e-2, False), (0.0, 1e-3, False)])
+def test_sgd_update_gives_the_bits_of_nn_optim_sgd(dtype, momentum, weight_decay, nesterov):
+    from nn.ops import fused
+
+    rng = np.random.default_rng(10)
+    reference = nn.Parameter(rng.standard_normal((7, 5)).astype(dtype))
+    optimizer = nn.optim.SGD([reference], lr=0.05, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    data, buffer = reference.data.copy(), np.empty_like(reference.data)
+    for step in range(4):
+        grad = rng.standard_normal((7, 5)).astype(dtype)
+        reference.grad[...] = grad
+        optimizer.step()
+        fused.sgd_update(data, grad, buffer, 0.05, momentum, weight_decay, nesterov, first=step == 0)
+        np.testing.assert_array_equal(data, reference.data)
+        if momentum:
+            np.testing.assert_array_equal(buffer, optimizer.momentum_buffers[0])
