@@ -241,7 +241,8 @@ def train(args):
                                  f"training diverged at lr {optimizer.lr:.4g}. Try a smaller --lr, "
                                  f"e.g. --lr {args.lr / 10:g}. Nothing was saved from this epoch.")
             optimizer.zero_grad()
-            model.backward(criterion.backward())       # backward: fills every parameter's .grad
+            # backward: fills every parameter's .grad (nothing needs d loss / d pixels)
+            model.backward(criterion.backward(), need_input_grad=False)
             optimizer.step()                           # p <- p - lr * (momentum-smoothed grad)
 
             loss_sum += float(loss) * len(y)
