@@ -26,6 +26,14 @@ def test_round_trip_keeps_every_array_and_the_metadata(tmp_path):
         assert state[key].dtype == value.dtype
 
 
+def test_saved_file_gets_ordinary_permissions(tmp_path):
+    path = tmp_path / "model.npz"
+    nn.save(make_net(), path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_file_is_readable_without_pickle_and_metadata_is_json(tmp_path):
     path = tmp_path / "model.npz"
     nn.save(make_net().state_dict(), path, metadata={"a": [1, 2]})
