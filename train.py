@@ -35,7 +35,7 @@ RUN_DEFINING_FLAGS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "wei
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Train LeNet5 on MNIST with a hand-written SGD loop.")
-    p.add_argument("--epochs", type=int, default=15, help="passes over the training set (default: 15)")
+    p.add_argument("--epochs", type=int, default=30, help="passes over the training set (default: 30)")
     p.add_argument("--batch-size", type=int, default=64, help="training batch size (default: 64)")
     p.add_argument("--test-batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
     p.add_argument("--lr", type=float, default=0.05, help="initial learning rate (default: 0.05)")
