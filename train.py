@@ -226,9 +226,12 @@ def train(args):
         # One generator per epoch, derived from (seed, epoch): shuffling and augmentation of epoch e
         # are the same whether or not the run was interrupted before it, so a resumed run ends
         # with the same model, bit for bit.
-        epoch_batches = iterate(train_images, train_labels, args.batch_size, rng=epoch_rng(args.seed, epoch),
-                                augment=augment)
+        rng = epoch_rng(args.seed, epoch)
         epoch_start = time.monotonic()
+        # A new random variant of every training image each epoch, made in one parallel pass
+        # before shuffling (per batch, the kernel is too small to use both cores).
+        images = augment(train_images, rng) if augment else train_images
+        epoch_batches = iterate(images, train_labels, args.batch_size, rng=rng)
         loss_sum, correct, seen = 0.0, 0, 0
         for step_in_epoch, (x, y) in enumerate(epoch_batches):
             step = (epoch - 1) * steps_per_epoch + step_in_epoch
