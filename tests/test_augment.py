@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data.augment import RandomAffine, affine_maps, apply_affine
-from data.warp import warp, warp_numba, warp_numpy
+from data.warp import PARALLEL_MIN_IMAGES, warp, warp_numba, warp_numpy
 
 BACKENDS = ["numpy", "numba"]
 DTYPES = [np.uint8, np.float32, np.float64]
@@ -97,11 +97,12 @@ def test_the_same_seed_gives_the_same_augmentation(backend):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_numba_kernel_matches_the_numpy_reference_bit_for_bit(dtype):
-    images = random_images(4, (50, 28, 28), dtype)
+@pytest.mark.parametrize("n", [50, PARALLEL_MIN_IMAGES])  # the serial kernel, and the parallel one
+def test_numba_kernel_matches_the_numpy_reference_bit_for_bit(dtype, n):
+    images = random_images(4, (n, 28, 28), dtype)
     angles, scales, shifts = RandomAffine(max_rotation=45.0, scale_range=(0.5, 1.5)).sample(
-        np.random.default_rng(5), 50)
-    maps = affine_maps(angles, scales, shifts + np.random.default_rng(6).uniform(-0.5, 0.5, (50, 2)), (28, 28))
+        np.random.default_rng(5), n)
+    maps = affine_maps(angles, scales, shifts + np.random.default_rng(6).uniform(-0.5, 0.5, (n, 2)), (28, 28))
     np.testing.assert_array_equal(warp_numba(images, maps, fill=-0.3), warp_numpy(images, maps, fill=-0.3))
 
 
