@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from data.normalize import NORMALIZATION, normalize
 from nn.activation import ReLU
 from nn.backend import NUMBA_AVAILABLE, get_backend
 from nn.checks import as_float_array, check_dout
@@ -18,7 +19,7 @@ if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the fused
 
 # The normalization every shipped or trained model uses unless its metadata says otherwise:
 # x = (pixel / 255 - mean) / std, the MNIST training-set statistics.
-DEFAULT_NORMALIZATION = {"mean": 0.1307, "std": 0.3081}
+DEFAULT_NORMALIZATION = NORMALIZATION
 
 
 class LeNet5(Module):
@@ -130,24 +131,31 @@ class LeNet5(Module):
                                              buffers=buffers["C1"])
 
     def preprocess(self, images):
-        """Raw pixels -> normalized float NCHW input.
+        """Raw pixels -> normalized float NCHW input, ``(pixel / 255 - mean) / std``.
 
         ``images``: (N, 28, 28), (N, 1, 28, 28) or one (28, 28) image; integer dtypes are pixel
         values 0..255, floating dtypes are intensities in [0, 1] (white ink on black, as MNIST).
+        Integer pixels go through the same lookup table as in training, so a digit gets exactly
+        the input it got there.
         """
         images = np.asarray(images)
-        if images.dtype == bool or not (np.issubdtype(images.dtype, np.integer)
-                                        or np.issubdtype(images.dtype, np.floating)):
+        integer = np.issubdtype(images.dtype, np.integer)
+        if images.dtype == bool or not (integer or np.issubdtype(images.dtype, np.floating)):
             raise TypeError(f"LeNet5.predict: expected numeric pixels, got dtype {images.dtype}")
         if images.shape == (28, 28) or (images.ndim == 3 and images.shape[1:] == (28, 28)):
             images = images.reshape(-1, 1, 28, 28)
         if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
             raise ValueError(f"LeNet5.predict: expected images of shape (N, 28, 28), (N, 1, 28, 28) "
                              f"or (28, 28), got {images.shape}")
-        dtype = self.C1.weight.dtype
-        scale = 1.0 / 255.0 if np.issubdtype(images.dtype, np.integer) else 1.0
         mean, std = self.normalization["mean"], self.normalization["std"]
-        return ((images.astype(dtype) * dtype.type(scale) - dtype.type(mean)) / dtype.type(std)).astype(dtype)
+        if integer:
+            if images.size and (images.min() < 0 or images.max() > 255):
+                raise ValueError(f"LeNet5.predict: integer pixels must be in 0..255, "
+                                 f"got values from {images.min()} to {images.max()}")
+            x = normalize(images.astype(np.uint8, copy=False), mean, std)
+        else:
+            x = (images.astype(np.float64) - mean) / std
+        return x.astype(self.C1.weight.dtype, copy=False)
 
     def predict(self, images):
         """Class probabilities (N, 10), rows summing to 1 (a real softmax).

@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import zlib
 
 import numpy as np
@@ -459,6 +460,10 @@ def test_malformed_requests_get_json_errors(server, request_bytes, status):
 def test_each_request_is_logged_once_with_method_path_status_and_time(server, log_lines):
     call(server, "GET", "/ping?probe=log")
     call(server, "DELETE", "/ping?probe=log")
+    # The server logs after the response has left, so the client may read it first: wait a little.
+    deadline = time.monotonic() + 5
+    while len([line for line in log_lines if "probe=log" in line]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     lines = [line for line in log_lines if "probe=log" in line]
     assert len(lines) == 2
     assert re.fullmatch(r"127\.0\.0\.1 GET /ping\?probe=log 200 \d+\.\d ms", lines[0])
