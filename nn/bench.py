@@ -368,7 +368,8 @@ def bench_compile_time():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m nn.bench", description="Benchmark LeNet5 training and inference, side by side with PyTorch.")
+    p = argparse.ArgumentParser(prog="python -m nn.bench",
+                                description="Benchmark LeNet5 training and inference, side by side with PyTorch.")
     p.add_argument("--quick", action="store_true", help="fewer repeats, batch 64 only, an extrapolated epoch")
     p.add_argument("--repeats", type=int, default=None, help="alternating blocks per figure (default: 7, quick: 3)")
     p.add_argument("--backend", choices=("numba", "numpy", "all"), default="all",
