@@ -54,11 +54,10 @@ def _ours(backend, batch, seed=0):
     return step, infer, model
 
 
-def _torch(batch, threads, seed=0):
+def torch_lenet5():
+    """The same LeNet5 in PyTorch, with the same attribute (and so state-dict) names, for comparisons."""
     import torch
     from torch import nn as tnn
-
-    torch.set_num_threads(threads)
 
     class TorchLeNet5(tnn.Module):
         def __init__(self):
@@ -71,11 +70,18 @@ def _torch(batch, threads, seed=0):
             x = torch.max_pool2d(torch.relu(self.C3(x)), 2).flatten(1)
             return self.out(torch.relu(self.F6(torch.relu(self.C5(x)))))
 
+    return TorchLeNet5()
+
+
+def _torch(batch, threads, seed=0):
+    import torch
+
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x = torch.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
     labels = torch.tensor(rng.integers(0, 10, batch))
-    model = TorchLeNet5()
+    model = torch_lenet5()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
     def step():

@@ -118,20 +118,9 @@ def test_load_model_rejects_files_that_are_not_lenet5(tmp_path):
 
 def test_matches_pytorch_float64_when_available():
     torch = pytest.importorskip("torch")
-    tnn = torch.nn
+    from nn.bench import torch_lenet5
 
-    class TorchLeNet5(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.C1, self.C3 = tnn.Conv2d(1, 6, 5), tnn.Conv2d(6, 16, 5)
-            self.C5, self.F6, self.out = tnn.Linear(256, 120), tnn.Linear(120, 84), tnn.Linear(84, 10)
-
-        def forward(self, x):
-            x = torch.max_pool2d(torch.relu(self.C1(x)), 2)
-            x = torch.max_pool2d(torch.relu(self.C3(x)), 2).flatten(1)
-            return self.out(torch.relu(self.F6(torch.relu(self.C5(x)))))
-
-    reference = TorchLeNet5().double()
+    reference = torch_lenet5().double()
     ours = LeNet5(dtype=np.float64)
     ours.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
     rng = np.random.default_rng(0)

@@ -26,7 +26,7 @@ and check shapes, so the kernels themselves stay plain loops.
 import numba
 import numpy as np
 
-from .numpy_ops import conv_out_size
+from .numpy_ops import col2im_output_size, conv_out_size
 
 PARALLEL = False  # see the module docstring: threads pay only when BLAS is not threaded too
 
@@ -113,11 +113,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
 def col2im(col, x_shape, kh, kw, sh, sw, ph, pw):
     """col (N * out_h * out_w, C * kh * kw) -> (N, C, H, W), the adjoint of im2col; see ``numpy_ops.col2im``."""
     n, c, h, w = x_shape
-    out_h = conv_out_size(h, kh, sh, ph)
-    out_w = conv_out_size(w, kw, sw, pw)
-    expected = (n * out_h * out_w, c * kh * kw)
-    if col.shape != expected:
-        raise ValueError(f"col2im: expected col of shape {expected} for x_shape {tuple(x_shape)}, got {col.shape}")
+    out_h, out_w = col2im_output_size(col, x_shape, kh, kw, sh, sw, ph, pw)
     col = np.ascontiguousarray(col)
     dx = np.zeros((n, c, h, w), dtype=col.dtype)
     _col2im_kernel(col, dx, kh, kw, sh, sw, ph, pw, out_h, out_w)

@@ -49,6 +49,17 @@ def im2col(x, kh, kw, sh, sw, ph, pw):
     return col.reshape(n * out_h * out_w, c * kh * kw)
 
 
+def col2im_output_size(col, x_shape, kh, kw, sh, sw, ph, pw):
+    """(out_h, out_w) of the convolution whose ``col`` this is, after checking ``col``'s shape fits ``x_shape``."""
+    n, c, h, w = x_shape
+    out_h = conv_out_size(h, kh, sh, ph)
+    out_w = conv_out_size(w, kw, sw, pw)
+    expected = (n * out_h * out_w, c * kh * kw)
+    if col.shape != expected:
+        raise ValueError(f"col2im: expected col of shape {expected} for x_shape {tuple(x_shape)}, got {col.shape}")
+    return out_h, out_w
+
+
 def col2im(col, x_shape, kh, kw, sh, sw, ph, pw):
     """The adjoint (transpose) of ``im2col``: add every row of ``col`` back onto its window.
 
@@ -58,11 +69,7 @@ def col2im(col, x_shape, kh, kw, sh, sw, ph, pw):
     This is how the gradient of the loss flows from ``col`` back to the image.
     """
     n, c, h, w = x_shape
-    out_h = conv_out_size(h, kh, sh, ph)
-    out_w = conv_out_size(w, kw, sw, pw)
-    expected = (n * out_h * out_w, c * kh * kw)
-    if col.shape != expected:
-        raise ValueError(f"col2im: expected col of shape {expected} for x_shape {tuple(x_shape)}, got {col.shape}")
+    out_h, out_w = col2im_output_size(col, x_shape, kh, kw, sh, sw, ph, pw)
     col = col.reshape(n, out_h, out_w, c, kh, kw)
     x_padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
     for i in range(kh):
