@@ -361,6 +361,19 @@ def test_wrong_methods_are_405_with_an_allow_header(server, method, path, allowe
     assert method in json.loads(body)["error"]
 
 
+@pytest.mark.parametrize("method, path", [("POST", "/nope"), ("POST", "/ping"), ("GET", "/nope")])
+def test_a_body_left_unread_is_never_taken_for_a_second_request(server, method, path):
+    # The body of a refused request is itself a valid request; answering it would let a client
+    # smuggle requests past whatever inspected the first one.
+    smuggled = b"GET /ping HTTP/1.1\r\nHost: test\r\n\r\n"
+    with raw_connection(server) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(smuggled)}\r\n\r\n".encode()
+                     + smuggled)
+        raw = read_until_closed(sock)
+    assert raw.count(b"HTTP/1.1 ") == 1, raw
+    assert parse_raw_response(raw)[0] in (404, 405)
+
+
 @pytest.mark.parametrize("path", [
     "/static/../serve.py", "/static/%2e%2e/serve.py", "/static/..%2fserve.py", "/static/%2e%2e%2fserve.py",
     "/../serve.py", "//etc/passwd", "/static//etc/passwd", "/static/..\\serve.py", "/static/C:\\Windows\\win.ini",

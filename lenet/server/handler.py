@@ -44,6 +44,12 @@ class RequestHandler(BaseHTTPRequestHandler):
     wbufsize = -1
     disable_nagle_algorithm = True
 
+    def handle_expect_100(self):
+        """Answer ``Expect: 100-continue`` at once: with the buffered writer it would wait for the body."""
+        result = super().handle_expect_100()
+        self.wfile.flush()
+        return result
+
     def version_string(self):
         """The Server header: this program's name only, not the Python version."""
         return self.server_version
@@ -97,9 +103,11 @@ class RequestHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         methods = self.server.routes.get(path)
         if methods is None:
+            self._no_body()  # a body sent anyway stays unread: it must never be parsed as a request
             raise HTTPError(404, f"no such path: {_printable(path)}")
         endpoint = methods.get("GET" if self.command == "HEAD" else self.command)
         if endpoint is None:
+            self._no_body()
             allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
             raise HTTPError(405, f"{self.command} is not allowed on {path}; allowed: {', '.join(allowed)}",
                             headers={"Allow": ", ".join(allowed)})
@@ -156,7 +164,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _no_body(self):
-        """Methods without a body: one sent anyway is not read, so the connection cannot be reused."""
+        """Requests whose body is not read (methods without one, unknown paths, wrong methods): a body
+        sent anyway would be taken for the next request, so the connection is closed after the answer."""
         length = (self.headers.get("Content-Length") or "0").strip()
         if length != "0" or self.headers.get("Transfer-Encoding"):
             self._unread_body = True
