@@ -95,16 +95,22 @@ class LeNet5(Module):
 
     def _forward_fused(self, x):
         x = as_float_array("LeNet5", x, self.C1.weight.dtype, ndim=4)
-        self.C1._output_size(x)  # the same shape checks, and messages, as layer by layer
         training = self.training
         c1, c3, c5, f6, out = self.C1, self.C3, self.C5, self.F6, self.out
         bias = [None if layer.bias is None else layer.bias.data for layer in (c1, c3, c5, f6, out)]
         s2, s4 = self.S2, self.S4
+        # Each stage checks its input with its layers' own checks and messages, as layer by layer:
+        # the compiled kernels do no bounds checking.
+        s2._check_size(*c1._output_size(x))
         p2, argmax2 = fused.conv_relu_pool_forward(x, c1.weight.data, bias[0], s2.kernel_size, s2.stride, training)
+        s4._check_size(*c3._output_size(p2))
         p4, argmax4 = fused.conv_relu_pool_forward(p2, c3.weight.data, bias[1], s4.kernel_size, s4.stride, training)
         flat = p4.reshape(len(p4), -1)
+        c5._check_features(flat)
         h5 = fused.linear_forward(flat, c5.weight.data, bias[2], relu=True)
+        f6._check_features(h5)
         h6 = fused.linear_forward(h5, f6.weight.data, bias[3], relu=True)
+        out._check_features(h6)
         logits = fused.linear_forward(h6, out.weight.data, bias[4])
         if training:
             for layer in self._layers():  # their own caches would be stale: backward goes through ours

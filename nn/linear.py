@@ -32,14 +32,17 @@ class Linear(Module):
 
     def forward(self, x):
         x = as_float_array("Linear", x, self.weight.dtype, ndim=2)
-        if x.shape[1] != self.in_features:
-            raise ValueError(f"Linear: expected input with {self.in_features} features (N, {self.in_features}), "
-                             f"got shape {x.shape}")
+        self._check_features(x)
         out = x @ self.weight.data.T
         if self.bias is not None:
             out += self.bias.data
         self._save_for_backward(x=x)
         return out
+
+    def _check_features(self, x):
+        if x.shape[1] != self.in_features:
+            raise ValueError(f"Linear: expected input with {self.in_features} features (N, {self.in_features}), "
+                             f"got shape {x.shape}")
 
     def backward(self, dout):
         x = self._saved()["x"]

@@ -32,13 +32,16 @@ class MaxPool2d(Module):
     def forward(self, x):
         x = np.asarray(x)
         x = as_float_array("MaxPool2d", x, np.result_type(x.dtype, np.float32), ndim=4)
-        (kh, kw), (h, w) = self.kernel_size, x.shape[2:]
-        if h < kh or w < kw:
-            raise ValueError(f"MaxPool2d: input of spatial size {(h, w)} is smaller than the kernel "
-                             f"{self.kernel_size}; expected H >= {kh} and W >= {kw}")
+        self._check_size(*x.shape[2:])
         out, argmax = ops.maxpool2d_forward(x, *self.kernel_size, *self.stride)
         self._save_for_backward(argmax=argmax, x_shape=x.shape, dtype=x.dtype)
         return out
+
+    def _check_size(self, h, w):
+        (kh, kw) = self.kernel_size
+        if h < kh or w < kw:
+            raise ValueError(f"MaxPool2d: input of spatial size {(h, w)} is smaller than the kernel "
+                             f"{self.kernel_size}; expected H >= {kh} and W >= {kw}")
 
     def backward(self, dout):
         saved = self._saved()

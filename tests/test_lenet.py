@@ -137,3 +137,12 @@ def test_matches_pytorch_float64_when_available():
     for name, p in ours.named_parameters():
         np.testing.assert_allclose(p.grad, dict(reference.named_parameters())[name].grad.numpy(),
                                    rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("size,words", [(32, "256 features"), (20, "256 features"), (12, "smaller than the kernel"),
+                                        (5, "smaller than the kernel")])
+def test_images_of_the_wrong_size_are_refused_on_both_backends(backend, size, words):
+    model = LeNet5(seed=0)
+    with nn.use_backend(backend), pytest.raises(ValueError, match=words):
+        model(np.zeros((2, 1, size, size), dtype=np.float32))

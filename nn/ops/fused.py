@@ -566,6 +566,10 @@ def conv_relu_pool_forward(x, weight, bias, pool_kernel, pool_stride, keep_argma
     kh, kw = weight.shape[2:]
     out_h, out_w = h - kh + 1, width - kw + 1
     (pkh, pkw), (psh, psw) = pool_kernel, pool_stride
+    # The kernels do no bounds checking: a mismatch must stop here, not read past the arrays.
+    if weight.shape[1] != channels or out_h < pkh or out_w < pkw:
+        raise ValueError(f"conv_relu_pool_forward: x {x.shape} does not fit weight {weight.shape} "
+                         f"and pool kernel {tuple(pool_kernel)}")
     ph, pw = (out_h - pkh) // psh + 1, (out_w - pkw) // psw + 1
     out = np.empty((n, weight.shape[0], ph, pw), dtype=x.dtype)
     # Without keep_argmax the kernel never writes argmax: an empty (N, O, 0, 0) array stands in.
@@ -658,6 +662,8 @@ def _backward_by_winners(dout, x, out, argmax, weight, weight_grad, db, pkh, pkw
 def linear_forward(x, weight, bias, relu=False):
     """``y = x @ weight.T + bias``, then ``max(y, 0)`` if ``relu``. x (N, in), weight (out, in) -> y (N, out)."""
     x = np.ascontiguousarray(x)
+    if x.ndim != 2 or x.shape[1] != weight.shape[1]:  # the kernels do no bounds checking
+        raise ValueError(f"linear_forward: x {x.shape} does not fit weight {weight.shape}")
     y = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
     bias = _no_bias(weight) if bias is None else bias
     _drive(_linear_forward_serial, _linear_forward_parallel, x.shape[0], x.shape[0] * weight.size,
