@@ -26,6 +26,7 @@ from data.batches import epoch_rng, iterate
 from data.normalize import NORMALIZATION, normalize
 from data.split import split_validation
 from lenet.model import LeNet5
+from nn.atomic import atomic_output
 
 HELD_OUT_FOR_LOGGING = 2000  # the log line's accuracy, like the original experiment's
 # Flags that must match for --resume to continue the same run (others, e.g. --log-interval, may change).
@@ -142,11 +143,9 @@ def paths_for(out):
 
 def write_metrics(path, history):
     """All epochs so far as JSON lines, rewritten atomically (a resumed run keeps one line per epoch)."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    with atomic_output(path) as temp_path, open(temp_path, "w") as f:
         for row in history:
             f.write(json.dumps(row) + "\n")
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path, model, optimizer, epoch, history, best, args):

@@ -21,10 +21,11 @@ import functools
 import math
 import numbers
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from nn.atomic import atomic_output
 
 # Colours (RGB). The line colours are the first three of the widely used "tab10" palette, chosen
 # because they stay distinguishable for the common forms of colour blindness.
@@ -180,28 +181,13 @@ class _Canvas:
 
 
 def _save_png(image, path):
-    """Write ``image`` as a PNG at ``path`` atomically and return ``path`` as a string.
-
-    The PNG goes to a temporary file in the destination folder, which is then renamed over
-    ``path``: a reader (or a crash) never sees a half-written picture. Same folder, because a rename
-    is only atomic within one file system.
-    """
+    """Write ``image`` as a PNG at ``path`` atomically (see ``nn.atomic``) and return ``path`` as a string."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", optimize=True)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates owner-only files; a picture is meant to be looked at (or served).
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as temp_path, open(temp_path, "wb") as f:
+        image.save(f, format="PNG", optimize=True)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -6,11 +6,12 @@ Anyone can read it with ``np.load(path, allow_pickle=False)``.
 
 import json
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 
 import numpy as np
+
+from .atomic import atomic_output
 
 METADATA_KEY = "__metadata__"
 
@@ -41,22 +42,11 @@ def save(module_or_state_dict, path, metadata=None):
         raise ValueError(f"nn.save: metadata must be JSON-serializable (finite numbers, str, list, dict): {exc}")
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        # mkstemp makes the file private (0600); a saved model gets the permissions any new file would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as temp_path, open(temp_path, "wb") as f:
+        np.savez(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load(path):
@@ -69,9 +59,10 @@ def load(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"nn.load: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("it holds a single .npy array, not an .npz archive")
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds a single .npy array, not an .npz archive")
+        with archive:
             state = OrderedDict()
             metadata = {}
             for key in archive.files:

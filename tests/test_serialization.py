@@ -70,6 +70,14 @@ def test_foreign_files_give_a_clear_error(tmp_path, content):
         nn.load(path)
 
 
+def test_a_single_npy_array_is_refused_clearly(tmp_path):
+    path = tmp_path / "model.npz"
+    with open(path, "wb") as f:
+        np.save(f, np.zeros(3))
+    with pytest.raises(ValueError, match="single .npy array"):
+        nn.load(path)
+
+
 def test_truncated_file_gives_a_clear_error(tmp_path):
     path = tmp_path / "model.npz"
     nn.save(make_net(), path)
