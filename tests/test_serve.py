@@ -192,7 +192,7 @@ def test_api_mnist_inverts_the_canvas_and_returns_the_models_probabilities(serve
     status, answer = call_json(server, "POST", "/api/mnist", pixels.ravel().tolist())
     assert status == 200
     expected = model.predict((255 - pixels).astype(np.uint8))[0]
-    np.testing.assert_allclose(answer["results"], expected, atol=1e-5)
+    np.testing.assert_array_equal(np.float32(answer["results"]), expected)  # exactly the model's answer
     assert abs(sum(answer["results"]) - 1) < 1e-5
     assert answer["prediction"] == int(np.argmax(expected))
     assert isinstance(answer["ms"], float) and answer["ms"] >= 0
@@ -272,9 +272,10 @@ BAD_MNIST_BODIES = {
     "too-long": (json.dumps(NUMBERS + [0]).encode(), "got 785"),
     "above-255": (json.dumps(NUMBERS[:-1] + [256]).encode(), "[0, 255]"),
     "negative": (json.dumps([-1] + NUMBERS[1:]).encode(), "[0, 255]"),
+    "fraction": (json.dumps([0.5] + NUMBERS[1:]).encode(), "integers"),
     "nan": (("[NaN" + ",0" * 783 + "]").encode(), "NaN"),
     "infinity": (("[Infinity" + ",0" * 783 + "]").encode(), "Infinity"),
-    "overflowing-float": (("[1e400" + ",0" * 783 + "]").encode(), "infinity"),
+    "overflowing-float": (("[1e400" + ",0" * 783 + "]").encode(), "got the number inf"),
     "huge-integer": (("[" + "9" * 400 + ",0" * 783 + "]").encode(), "too large"),
     "too-many-digits": (("[" + "9" * 5000 + ",0" * 783 + "]").encode(), "invalid JSON value"),
     "string": (json.dumps(["0"] + NUMBERS[1:]).encode(), "the string '0'"),
