@@ -25,6 +25,7 @@ from data.augment import RandomAffine
 from data.batches import epoch_rng, iterate
 from data.normalize import NORMALIZATION, normalize
 from data.split import split_validation
+from data.storage import CorruptFileError
 from lenet.model import LeNet5
 from nn.atomic import atomic_output
 
@@ -67,6 +68,8 @@ def parse_args(argv=None):
     for name in ("epochs", "batch_size", "test_batch_size", "validation_size", "train_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.validation_size >= mnist.TRAIN_SIZE:
+        p.error(f"--validation-size must be below the {mnist.TRAIN_SIZE:,} training images, got {args.validation_size}")
     if args.log_interval < 0:
         p.error(f"--log-interval must be >= 0, got {args.log_interval}")
     if not args.lr > 0 or not math.isfinite(args.lr):
@@ -96,10 +99,11 @@ def learning_rate(schedule, base_lr, step, total_steps):
 
 def evaluate(model, images, labels, batch_size):
     """Mean cross-entropy, accuracy and predicted probabilities of ``model`` on normalized ``images``."""
+    was_training = model.training
     model.eval()
     probabilities = np.concatenate([nn.softmax(model(images[i:i + batch_size]), axis=1)
                                     for i in range(0, len(images), batch_size)])
-    model.train()
+    model.train(was_training)
     picked = probabilities[np.arange(len(labels)), labels]
     loss = float(-np.mean(np.log(np.maximum(picked, np.finfo(probabilities.dtype).tiny))))
     accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
@@ -307,10 +311,15 @@ def main(argv=None):
     try:
         train(args)
     except KeyboardInterrupt:
-        print("\nInterrupted. The last finished epoch is checkpointed; continue with the same flags "
-              "plus --resume.", file=sys.stderr)
+        checkpoint = paths_for(args.out)["checkpoint"]
+        if os.path.exists(checkpoint):
+            print(f"\nInterrupted. The last finished epoch is checkpointed in {checkpoint}; continue with "
+                  "the same flags plus --resume.", file=sys.stderr)
+        else:
+            print("\nInterrupted before the first epoch finished; nothing was saved.", file=sys.stderr)
         return 130
-    except mnist.FetchError as exc:
+    except (mnist.FetchError, FileNotFoundError, CorruptFileError) as exc:
+        # Missing or damaged data: one line that says what to do, not a traceback.
         print(f"train.py: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -29,6 +29,7 @@ ENV_VAR = "MNIST_DIR"
 DEFAULT_ROOT = Path("mnist")
 IMAGE_SHAPE = (28, 28)
 NUM_CLASSES = 10
+TRAIN_SIZE, TEST_SIZE = 60000, 10000
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TRAIN_LABELS = "train-labels-idx1-ubyte"

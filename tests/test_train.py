@@ -71,6 +71,14 @@ def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_pat
         np.testing.assert_array_equal(ckpt_a[0][key], ckpt_b[0][key], err_msg=key)
 
 
+def test_missing_data_without_download_is_one_line_not_a_traceback(tmp_path, capsys):
+    code = train.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "m.npz"), "--no-download"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("train.py: MNIST files missing") and "python -m data.mnist" in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_run_defined_differently(tmp_path, mnist_dir):
     assert run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "500")[0] == 0
@@ -101,6 +109,7 @@ def test_learning_rate_schedules(schedule, expected):
     (["--lr", "-1"], "--lr must be"),
     (["--momentum", "1.5"], "--momentum must be"),
     (["--lr-schedule", "linear"], "invalid choice"),
+    (["--validation-size", "60000"], "--validation-size must be below the 60,000 training images"),
 ])
 def test_bad_flags_are_rejected_with_the_reason(flags, words, capsys):
     with pytest.raises(SystemExit):
