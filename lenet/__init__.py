@@ -1,5 +1,6 @@
 """LeNet5 on MNIST, built from the ``nn`` layers, and the trained model shipped with the project."""
 
+import math
 import os
 
 import nn
@@ -17,13 +18,22 @@ def load_model(path=None):
     """
     path = DEFAULT_WEIGHTS if path is None else path
     state, metadata = nn.load(path)
-    model = LeNet5(normalization=metadata.get("normalization"))
+    normalization = metadata.get("normalization", DEFAULT_NORMALIZATION)
+    if not (isinstance(normalization, dict) and _finite(normalization.get("mean"))
+            and _finite(normalization.get("std")) and normalization["std"] > 0):
+        raise ValueError(f"{path}: the metadata's normalization must be {{\"mean\": m, \"std\": s}} with "
+                         f"finite numbers and s > 0, got {normalization!r}")
+    model = LeNet5(normalization=normalization)
     try:
         model.load_state_dict(state)
     except ValueError as exc:
         raise ValueError(f"{path} does not hold LeNet5 weights: {exc}") from None
     model.metadata = metadata
     return model.eval()
+
+
+def _finite(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 __all__ = ["DEFAULT_NORMALIZATION", "DEFAULT_WEIGHTS", "LeNet5", "load_model"]

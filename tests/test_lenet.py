@@ -146,3 +146,11 @@ def test_images_of_the_wrong_size_are_refused_on_both_backends(backend, size, wo
     model = LeNet5(seed=0)
     with nn.use_backend(backend), pytest.raises(ValueError, match=words):
         model(np.zeros((2, 1, size, size), dtype=np.float32))
+
+
+@pytest.mark.parametrize("normalization", [{"mean": 0.1}, {"mean": 0.1, "std": 0}, {"mean": "x", "std": 1}, [0.1, 0.3]])
+def test_load_model_rejects_a_broken_normalization_in_the_metadata(tmp_path, normalization):
+    path = tmp_path / "m.npz"
+    nn.save(LeNet5(seed=0), path, metadata={"normalization": normalization})
+    with pytest.raises(ValueError, match="normalization must be"):
+        load_model(path)

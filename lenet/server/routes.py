@@ -4,6 +4,7 @@
 Handlers take ``(server, request)`` and return a ``Response`` or raise ``HTTPError``.
 """
 
+import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -20,6 +21,9 @@ from .upload import decode_image
 
 MAX_IMAGE_BODY = 1024 * 1024      # an image file or a 28x28 JSON array
 MAX_INFER_BODY = 4 * 1024 * 1024  # MAX_BATCH images of 784 numbers written as long floats
+
+# At most this many image files are decoded at once (each may take hundreds of MB while it is).
+IMAGE_DECODING_SLOTS = threading.BoundedSemaphore(2)
 
 MNIST_BODY = "a JSON array of 784 integers 0..255 (a 28x28 image, row-major, dark ink on a white background)"
 PREDICT_BODY = 'an image file (PNG, JPEG, BMP or GIF) or JSON {"image": <28x28 array of grey levels 0..255>}'
@@ -114,14 +118,13 @@ def api_predict(server, request):
         if not isinstance(document, dict) or "image" not in document:
             raise HTTPError(400, f"expected {PREDICT_BODY}, got {json_type(document)} without an \"image\" field")
         source = number_array(document["image"], (28, 28), '"image"', 0, 255)
+        digit = _prepare(source)
     else:
         if not request.body:
             raise HTTPError(400, f"empty body: expected {PREDICT_BODY}")
-        source = decode_image(request.body)
-    try:
-        digit = prepare_digit(source)
-    except BlankImageError as exc:
-        raise HTTPError(422, str(exc)) from None
+        # One thread per connection: without the slots, many clients together could exhaust memory.
+        with IMAGE_DECODING_SLOTS:
+            digit = _prepare(decode_image(request.body))
     probabilities = server.predict(digit[None])[0]
     return json_response({
         "prediction": int(np.argmax(probabilities)),
@@ -129,6 +132,13 @@ def api_predict(server, request):
         "ms": request.elapsed_ms(),
         "image": digit.tolist(),
     })
+
+
+def _prepare(source):
+    try:
+        return prepare_digit(source)
+    except BlankImageError as exc:
+        raise HTTPError(422, str(exc)) from None
 
 
 def infer(server, request):
