@@ -26,6 +26,8 @@ from nn.backend import NUMBA_AVAILABLE, get_backend
 if NUMBA_AVAILABLE:
     import numba
 
+    from nn.ops.parallel import drive
+
 
 def _check(images, maps):
     if not isinstance(images, np.ndarray) or images.ndim != 3:
@@ -127,8 +129,9 @@ def warp_numba(images, maps, fill=0.0):
         raise RuntimeError("warp_numba: numba cannot be imported")
     maps = _check(images, maps)
     out = np.empty_like(images)
-    kernel = _warp_parallel if images.shape[0] >= PARALLEL_MIN_IMAGES else _warp_serial
-    kernel(np.ascontiguousarray(images), maps, float(fill), images.dtype == np.uint8, out)
+    n = images.shape[0]
+    drive(_warp_serial, _warp_parallel, n, n, np.ascontiguousarray(images), maps, float(fill),
+          images.dtype == np.uint8, out, min_work=PARALLEL_MIN_IMAGES)
     return out
 
 

@@ -56,42 +56,19 @@ kernel rows, each sum running over the images in order on one thread, never spli
 so the result does not depend on the number of threads or their timing: training is reproducible
 bit for bit (a test compares one thread with all). Every kernel comes as a serial and a parallel
 driver of the same per-item function: a small batch (one image, the server's case) runs on the
-calling thread, with no thread start-up cost. Parallel launches are serialized by a lock, so
-concurrent callers never nest thread pools (the "workqueue" threading layer would abort on that)
-and never oversubscribe the cores.
+calling thread, with no thread start-up cost (``parallel.drive`` chooses). Parallel launches are
+serialized by a lock, so concurrent callers never nest thread pools and never oversubscribe the
+cores.
 
 These kernels use no BLAS: the matrix products are small enough that compiled loops beat the
 per-call overhead of BLAS, and keeping BLAS out of the hot path means numba's threads are the
 only ones competing for the cores (see ``numba_ops``'s docstring for what happens otherwise).
 """
 
-import threading
-
 import numba
 import numpy as np
 
-# A kernel runs on the calling thread unless it has at least 2 items (images, or output rows for
-# weight gradients) and about this many multiply-adds: below that, waking the thread pool and
-# waiting for it costs more than the work it would share (LeNet's last layer at batch 64 is
-# 54,000 multiply-adds, a few microseconds; one image's C3 is 150,000).
-PARALLEL_MIN_WORK = 200_000
-
-_parallel_launch = threading.Lock()
-
-
-def _drive(serial, parallel, items, work, *args):
-    """Run a kernel serially if small (see ``PARALLEL_MIN_WORK``) or numba has one thread, else in parallel.
-
-    With ``NUMBA_NUM_THREADS=1`` (or ``numba.set_num_threads(1)``) everything runs on the calling
-    thread: the choice for a machine whose cores are busy with other work, where each parallel
-    region would wait for a time slice of the thread that shares it.
-    """
-    if items < 2 or work < PARALLEL_MIN_WORK or numba.get_num_threads() < 2:
-        serial(*args)
-    else:
-        with _parallel_launch:
-            parallel(*args)
-
+from .parallel import drive
 
 # ---------------------------------------------------------------------------------------------
 # Inner loops shared by the kernels. ``fastmath`` "contract" lets a * b + c become one fused
@@ -575,7 +552,7 @@ def conv_relu_pool_forward(x, weight, bias, pool_kernel, pool_stride, keep_argma
     # Without keep_argmax the kernel never writes argmax: an empty (N, O, 0, 0) array stands in.
     argmax = np.empty(out.shape if keep_argmax else (n, weight.shape[0], 0, 0), dtype=np.int32)
     bias = _no_bias(weight) if bias is None else bias
-    _drive(_conv_relu_pool_forward_serial, _conv_relu_pool_forward_parallel, n, out_h * out_w * weight.size * n,
+    drive(_conv_relu_pool_forward_serial, _conv_relu_pool_forward_parallel, n, out_h * out_w * weight.size * n,
            x.reshape(n, channels, h * width), np.ascontiguousarray(weight), bias, out, argmax,
            width, out_h, out_w, pkh, pkw, psh, psw, keep_argmax, min(n, 4 * numba.get_num_threads()))
     return out, (argmax if keep_argmax else None)
@@ -613,17 +590,17 @@ def conv_relu_pool_backward(dout, x, out, argmax, weight, weight_grad, bias_grad
     tap_offset = (np.arange(pkh)[:, None] * width + np.arange(pkw)).ravel()  # argmax -> wide-row offset
     # dconv and x hold the whole batch per channel, image after image (see the module docstring).
     dconv = _buffer(buffers, "dconv", (out_channels, lead + n * h * width), x.dtype)
-    _drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n, dconv.size,
+    drive(_scatter_pool_grad_serial, _scatter_pool_grad_parallel, n, dconv.size,
            dout, out, argmax, dconv, width, lead, tap_offset, psh, psw)
     x_by_channel = np.ascontiguousarray(x.reshape(n, channels, h * width).transpose(1, 0, 2))  # no copy if C == 1
-    _drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels * kh,
+    drive(_conv_param_grad_serial, _conv_param_grad_parallel, out_channels * channels * kh,
            weight.size * (dconv.size // out_channels),
            x_by_channel.reshape(channels, n * h * width), dconv, weight_grad, db, width, lead,
            (n - 1) * h * width + length)
     if not need_input_grad:
         return None
     dx = np.empty((n, channels, h * width), dtype=x.dtype)
-    _drive(_conv_input_grad_serial, _conv_input_grad_parallel, n, weight.size * (dconv.size // out_channels),
+    drive(_conv_input_grad_serial, _conv_input_grad_parallel, n, weight.size * (dconv.size // out_channels),
            dconv, np.ascontiguousarray(weight), dx, width, lead)
     return dx.reshape(x.shape)
 
@@ -643,9 +620,9 @@ def _backward_by_winners(dout, x, out, argmax, weight, weight_grad, db, pkh, pkw
     tap_col = np.tile(np.arange(pkw), pkh)
     winners = int(dout.size)  # an upper bound of the work: one kernel's worth per winner
     xh = _buffer(buffers, "x_channels_last", (n, h, width, cp), x.dtype)
-    _drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size, x, xh)  # a copy: one op a number
+    drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size, x, xh)  # a copy: one op a number
     acc = _buffer(buffers, "weight_grad_channels_last", (out_channels, kh, kw * cp), x.dtype)
-    _drive(_winner_param_grad_serial, _winner_param_grad_parallel, out_channels, winners * kh * kw * cp,
+    drive(_winner_param_grad_serial, _winner_param_grad_parallel, out_channels, winners * kh * kw * cp,
            dout, out, argmax, xh.reshape(n, h, width * cp), acc, db, cp, tap_row, tap_col, psh, psw)
     weight_grad += acc.reshape(out_channels, kh, kw, cp)[..., :channels].transpose(0, 3, 1, 2)
     if not need_input_grad:
@@ -653,7 +630,7 @@ def _backward_by_winners(dout, x, out, argmax, weight, weight_grad, db, pkh, pkw
     wh = np.zeros((out_channels, kh, kw, cp), dtype=x.dtype)
     wh[..., :channels] = weight.transpose(0, 2, 3, 1)
     dxh = _buffer(buffers, "dx_channels_last", (n, h, width, cp), x.dtype)
-    _drive(_winner_input_grad_serial, _winner_input_grad_parallel, n, winners * kh * kw * cp,
+    drive(_winner_input_grad_serial, _winner_input_grad_parallel, n, winners * kh * kw * cp,
            dout, out, argmax, wh.reshape(out_channels, kh, kw * cp), dxh.reshape(n, h, width * cp), cp,
            tap_row, tap_col, psh, psw)
     return np.ascontiguousarray(dxh[..., :channels].transpose(0, 3, 1, 2))
@@ -666,7 +643,7 @@ def linear_forward(x, weight, bias, relu=False):
         raise ValueError(f"linear_forward: x {x.shape} does not fit weight {weight.shape}")
     y = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
     bias = _no_bias(weight) if bias is None else bias
-    _drive(_linear_forward_serial, _linear_forward_parallel, x.shape[0], x.shape[0] * weight.size,
+    drive(_linear_forward_serial, _linear_forward_parallel, x.shape[0], x.shape[0] * weight.size,
            x, weight, bias, y, relu)
     return y
 
@@ -679,13 +656,13 @@ def linear_backward(dy, x, y, weight, weight_grad, bias_grad, relu=False, need_i
     """
     dy = np.ascontiguousarray(dy)
     db = _no_bias(weight) if bias_grad is None else bias_grad
-    _drive(_linear_param_grad_serial, _linear_param_grad_parallel, weight.shape[0], x.shape[0] * weight.size,
+    drive(_linear_param_grad_serial, _linear_param_grad_parallel, weight.shape[0], x.shape[0] * weight.size,
            x, dy, y, weight_grad, db,
            relu)
     if not need_input_grad:
         return None
     dx = np.empty(x.shape, dtype=x.dtype)
-    _drive(_linear_input_grad_serial, _linear_input_grad_parallel, x.shape[0], x.shape[0] * weight.size,
+    drive(_linear_input_grad_serial, _linear_input_grad_parallel, x.shape[0], x.shape[0] * weight.size,
            dy, y, weight, dx, relu)
     return dx
 
