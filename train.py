@@ -24,7 +24,7 @@ from data import mnist
 from data.augment import RandomAffine
 from data.batches import epoch_rng, iterate
 from data.normalize import NORMALIZATION, normalize
-from data.split import split_validation
+from data.split import VALIDATION_SIZE, split_validation
 from data.storage import CorruptFileError
 from lenet.model import LeNet5
 from nn.atomic import atomic_output
@@ -59,8 +59,9 @@ def parse_args(argv=None):
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     p.add_argument("--backend", choices=nn.backend.BACKENDS, default=None,
                    help="hot-loop implementation (default: numba, or $NN_BACKEND)")
-    p.add_argument("--validation-size", type=int, default=5000,
-                   help="training images held out (the last ones) to choose the best model (default: 5000)")
+    p.add_argument("--validation-size", type=int, default=VALIDATION_SIZE,
+                   help=f"training images held out (the last ones) to choose the best model "
+                        f"(default: {VALIDATION_SIZE})")
     p.add_argument("--train-size", type=int, default=None,
                    help="train on only the first N training images, for quick experiments (default: all)")
     p.add_argument("--no-download", action="store_true", help="fail instead of fetching missing MNIST files")

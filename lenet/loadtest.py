@@ -63,7 +63,10 @@ def loopback_target(url):
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"--url: expected http://HOST:PORT, got {url!r}")
-    address = ipaddress.ip_address(socket.gethostbyname(parts.hostname))
+    try:
+        address = ipaddress.ip_address(socket.gethostbyname(parts.hostname))
+    except OSError as exc:
+        raise ValueError(f"--url: cannot resolve {parts.hostname!r}: {exc}") from None
     if not address.is_loopback:
         raise ValueError(f"--url: this benchmark only targets this machine (loopback), "
                          f"got {parts.hostname} = {address}")
