@@ -6,6 +6,9 @@ from .backend import NUMBA_AVAILABLE, get_backend
 from .checks import as_float_array
 from .module import Module
 
+if NUMBA_AVAILABLE:  # without numba the backend is never "numba"
+    from .ops import fused
+
 
 def log_softmax(logits, axis=-1):
     """``log_softmax(z)_i = z_i - log(sum_j exp(z_j))``, computed stably.
@@ -56,9 +59,7 @@ class CrossEntropyLoss(Module):
         if n == 0 or classes == 0:
             raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) with N, C >= 1, got {z.shape}")
         labels = self._check_labels(labels, n, classes)
-        if get_backend() == "numba" and NUMBA_AVAILABLE:
-            from .ops import fused  # the same formulas in one compiled pass, without the temporaries
-
+        if get_backend() == "numba":  # the same formulas in one compiled pass, without the temporaries
             logp, total = fused.cross_entropy_forward(z, labels)
             loss = np.asarray(0.0 + total)  # 0.0 + so that a perfect prediction gives 0.0, not -0.0
         else:
@@ -78,9 +79,7 @@ class CrossEntropyLoss(Module):
             raise ValueError(f"CrossEntropyLoss.backward: expected a scalar dout (the loss is a scalar), "
                              f"got shape {dout.shape}")
         n = logp.shape[0]
-        if get_backend() == "numba" and NUMBA_AVAILABLE:
-            from .ops import fused
-
+        if get_backend() == "numba":
             scale = (1.0 / n if self.reduction == "mean" else 1.0) * float(dout.reshape(()))
             return fused.cross_entropy_backward(logp, labels, scale)
         grad = np.exp(logp)
