@@ -102,13 +102,11 @@ def evaluate(model, images, labels, batch_size):
     """Mean cross-entropy, accuracy and predicted probabilities of ``model`` on normalized ``images``."""
     was_training = model.training
     model.eval()
-    probabilities = np.concatenate([nn.softmax(model(images[i:i + batch_size]), axis=1)
-                                    for i in range(0, len(images), batch_size)])
+    logits = np.concatenate([model(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
     model.train(was_training)
-    picked = probabilities[np.arange(len(labels)), labels]
-    loss = float(-np.mean(np.log(np.maximum(picked, np.finfo(probabilities.dtype).tiny))))
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == labels))
-    return loss, accuracy, probabilities
+    loss = float(nn.CrossEntropyLoss().eval()(logits, labels))  # eval: the loss keeps nothing either
+    accuracy = float(np.mean(logits.argmax(axis=1) == labels))
+    return loss, accuracy, nn.softmax(logits, axis=1)
 
 
 class Progress:
