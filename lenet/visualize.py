@@ -66,7 +66,7 @@ def diverging_colours(values, scale):
     return np.rint(white + np.abs(t) * (ends - white)).astype(np.uint8)
 
 
-def grey_levels(values, scale):
+def grey_pixels(values, scale):
     """``values`` >= 0 -> uint8 grey: 0 black, ``scale`` and above white."""
     t = np.clip(np.asarray(values, dtype=np.float64) / (scale if scale > 0 else 1.0), 0.0, 1.0)
     return np.rint(255 * t).astype(np.uint8)
@@ -120,7 +120,7 @@ def maps_picture(maps, title, columns=8):
     for k in range(channels):
         x = MARGIN + (k % columns) * (MAP_SIDE + GAP)
         y = top + (k // columns) * (MAP_SIDE + GAP)
-        _paste_scaled(image, grey_levels(maps[k], scale), x, y, MAP_SIDE)
+        _paste_scaled(image, grey_pixels(maps[k], scale), x, y, MAP_SIDE)
         draw.rectangle([x - 1, y - 1, x + MAP_SIDE, y + MAP_SIDE], outline=FRAME)
     return image
 
@@ -133,7 +133,7 @@ def vector_picture(values, title, per_row, diverging=False, labels=False):
     width = MARGIN * 2 + per_row * VECTOR_CELL
     image, draw, top = _titled(width, rows * (VECTOR_CELL + label_height) + MARGIN, title)
     scale = float(np.abs(values).max())
-    colours = diverging_colours(values, scale) if diverging else np.repeat(grey_levels(values, scale)[:, None], 3, 1)
+    colours = diverging_colours(values, scale) if diverging else np.repeat(grey_pixels(values, scale)[:, None], 3, 1)
     font = _font(LABEL_SIZE)
     for k in range(size):
         x = MARGIN + (k % per_row) * VECTOR_CELL

@@ -135,16 +135,29 @@ def test_drawing_shows_a_prediction_and_clear_empties_canvas_and_result(browser,
     assert white
 
 
-def test_an_image_file_chosen_with_the_file_picker_is_read_like_the_api_reads_it(browser, untrained_server,
-                                                                               tmp_path):
+def drawn_zero_file(folder):
+    """A PNG of a 0 drawn dark on white, in ``folder``."""
     picture = Image.new("L", (120, 160), 255)
     ImageDraw.Draw(picture).ellipse([20, 20, 100, 140], outline=0, width=12)
-    path = tmp_path / "zero.png"
+    path = folder / "zero.png"
     picture.save(path)
-    connection = http.client.HTTPConnection(*untrained_server.server_address[:2], timeout=10)
-    connection.request("POST", "/api/predict", body=path.read_bytes(), headers={"Content-Type": "image/png"})
-    expected = json.loads(connection.getresponse().read())["prediction"]
-    connection.close()
+    return path
+
+
+def api_answer(server, route, path):
+    """The server's JSON answer to the PNG file ``path`` posted to ``route``, asked over HTTP directly."""
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    try:
+        connection.request("POST", route, body=path.read_bytes(), headers={"Content-Type": "image/png"})
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def test_an_image_file_chosen_with_the_file_picker_is_read_like_the_api_reads_it(browser, untrained_server,
+                                                                               tmp_path):
+    path = drawn_zero_file(tmp_path)
+    expected = api_answer(untrained_server, "/api/predict", path)["prediction"]
 
     open_page(browser, untrained_server)
     browser.find_element("id", "file").send_keys(str(path))
@@ -216,14 +229,8 @@ def test_drawing_shows_every_stages_maps_and_clear_empties_them(browser, untrain
 
 
 def test_the_maps_drawn_are_the_servers_for_the_digit_read(browser, untrained_server, tmp_path):
-    picture = Image.new("L", (120, 160), 255)
-    ImageDraw.Draw(picture).ellipse([20, 20, 100, 140], outline=0, width=12)
-    path = tmp_path / "zero.png"
-    picture.save(path)
-    connection = http.client.HTTPConnection(*untrained_server.server_address[:2], timeout=10)
-    connection.request("POST", "/api/activations", body=path.read_bytes(), headers={"Content-Type": "image/png"})
-    answer = json.loads(connection.getresponse().read())
-    connection.close()
+    path = drawn_zero_file(tmp_path)
+    answer = api_answer(untrained_server, "/api/activations", path)
 
     open_page(browser, untrained_server)
     browser.find_element("id", "file").send_keys(str(path))

@@ -94,9 +94,10 @@ def test_a_model_file_given_is_the_one_drawn(tmp_path):
     nn.save(model, tmp_path / "seed3.npz")
     out = tmp_path / "pictures"
     assert visualize.main(["--model", str(tmp_path / "seed3.npz"), "--out", str(out)]) == 0
-    expected = visualize.filters_picture(model.C1.weight.data, "C1: 6 filters 5x5 (red +, blue -)")
-    with Image.open(out / "filters_C1.png") as written:
-        np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected))
+    expected = visualize.pictures(model.eval(), visualize.builtin_digit())
+    for name in ("filters_C1.png", "filters_C3.png", "activations_out.png"):
+        with Image.open(out / name) as written:
+            np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected[name]), err_msg=name)
 
 
 @pytest.mark.parametrize("make_input, expected", [

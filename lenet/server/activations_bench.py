@@ -46,7 +46,8 @@ def measure(connection, path, body):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet.server.activations_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lenet.server.activations_bench",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=20, help="blocks per route (default 20)")
     parser.add_argument("--per-block", type=int, default=10, help="requests per block (default 10)")
     parser.add_argument("--model", default=None, help="model file (default: the shipped one)")

@@ -25,7 +25,7 @@ def test_every_page_has_a_worked_example_and_a_test_file_that_reads_it():
         examples = read_examples(page)
         assert examples, f"docs/study/{page} has no worked example (<!-- worked example: NAME --> + a python block)"
         tests = list(STUDY_TESTS.glob(f"test_{page[:2]}_*.py"))
-        assert len(tests) == 1, f"docs/study/{page}: expected one test file tests/study/test_{page[:2]}_*.py, got {tests}"
+        assert len(tests) == 1, f"docs/study/{page}: expected one file tests/study/test_{page[:2]}_*.py, got {tests}"
         source = tests[0].read_text(encoding="utf-8")
         unread = [name for name in examples if f'"{name}"' not in source]
         assert not unread, f"docs/study/{page}: worked examples {unread} are read by no test in {tests[0].name}"

@@ -7,7 +7,7 @@ from tests.study.worked_examples import worked_example
 
 
 def test_three_logits_give_p_minus_onehot(backend):
-    """03-softmax-cross-entropy.md § Worked example: three logits. p = softmax(z), L = −log p[y], dz = p − onehot."""
+    """03-softmax-cross-entropy.md § Worked example: three logits. p = softmax(z), L = −log p[y], dz = p − y."""
     with worked_example("03-softmax-cross-entropy.md", "three-logits") as page:
         z = page.array("z")
         criterion = nn.CrossEntropyLoss()

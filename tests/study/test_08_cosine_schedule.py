@@ -10,7 +10,7 @@ PAGE = "08-cosine-schedule.md"
 
 
 def test_the_cosine_schedule_over_eight_steps():
-    """08-cosine-schedule.md § Worked example: eight steps. lr(t) = lr₀ (1 + cos(π t / T)) / 2 (no backend involved)."""
+    """08-cosine-schedule.md § Worked example: eight steps. lr(t) = lr₀ (1 + cos(π t / T)) / 2 (no backend)."""
     with worked_example(PAGE, "cosine") as page:
         base_lr, total = page.scalar("base_lr"), page.scalar("total_steps")
         page.check("lr", [learning_rate("cosine", base_lr, step, total) for step in range(total)])

@@ -4,7 +4,7 @@ import numpy as np
 
 import nn
 from nn.gradient_check import _numeric_grad
-from tests.study.worked_examples import read_example, worked_example
+from tests.study.worked_examples import worked_example
 
 PAGE = "09-gradient-check.md"
 
