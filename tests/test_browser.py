@@ -4,6 +4,7 @@ Needs Debian's chromium and chromium-driver (/usr/bin/chromium, /usr/bin/chromed
 them every test here is skipped with that reason. Recognition tests need the shipped trained model.
 """
 
+import base64
 import http.client
 import json
 import os
@@ -134,16 +135,29 @@ def test_drawing_shows_a_prediction_and_clear_empties_canvas_and_result(browser,
     assert white
 
 
-def test_an_image_file_chosen_with_the_file_picker_is_read_like_the_api_reads_it(browser, untrained_server,
-                                                                               tmp_path):
+def drawn_zero_file(folder):
+    """A PNG of a 0 drawn dark on white, in ``folder``."""
     picture = Image.new("L", (120, 160), 255)
     ImageDraw.Draw(picture).ellipse([20, 20, 100, 140], outline=0, width=12)
-    path = tmp_path / "zero.png"
+    path = folder / "zero.png"
     picture.save(path)
-    connection = http.client.HTTPConnection(*untrained_server.server_address[:2], timeout=10)
-    connection.request("POST", "/api/predict", body=path.read_bytes(), headers={"Content-Type": "image/png"})
-    expected = json.loads(connection.getresponse().read())["prediction"]
-    connection.close()
+    return path
+
+
+def api_answer(server, route, path):
+    """The server's JSON answer to the PNG file ``path`` posted to ``route``, asked over HTTP directly."""
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+    try:
+        connection.request("POST", route, body=path.read_bytes(), headers={"Content-Type": "image/png"})
+        return json.loads(connection.getresponse().read())
+    finally:
+        connection.close()
+
+
+def test_an_image_file_chosen_with_the_file_picker_is_read_like_the_api_reads_it(browser, untrained_server,
+                                                                               tmp_path):
+    path = drawn_zero_file(tmp_path)
+    expected = api_answer(untrained_server, "/api/predict", path)["prediction"]
 
     open_page(browser, untrained_server)
     browser.find_element("id", "file").send_keys(str(path))
@@ -167,3 +181,62 @@ def test_a_traced_real_mnist_digit_is_recognized(browser, shipped_server, mnist_
     seen = browser.execute_script(
         "return Array.from(document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data);")
     assert np.asarray(seen).reshape(28, 28, 4)[..., 0].max() == 255  # the 28x28 image the model saw is shown
+
+
+# -- the activation maps ("Inside the network") ---------------------------------------------------
+STAGE_LAYOUT = {  # stage: (maps or values, map height, map width, maps per row), as app.js tiles them
+    "C1": (6, 24, 24, 6), "S2": (6, 12, 12, 6), "C3": (16, 8, 8, 8), "S4": (16, 4, 4, 8),
+    "C5": (120, 1, 1, 40), "F6": (84, 1, 1, 42), "out": (10, 1, 1, 10),
+}
+GAP_GREY = 232
+
+
+def stage_pixels(browser, stage):
+    """The grey levels (red channel) and alpha of the stage's canvas, as (H, W) arrays."""
+    width, height, data = browser.execute_script(
+        "const c = document.getElementById('map-' + arguments[0]);"
+        "return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)];",
+        stage)
+    rgba = np.asarray(data, dtype=np.uint8).reshape(height, width, 4)
+    return rgba[..., 0], rgba[..., 3]
+
+
+def tiled(levels, stage):
+    """The server's uint8 levels of one stage laid out as app.js draws them (gaps light grey)."""
+    count, height, width, columns = STAGE_LAYOUT[stage]
+    gap = 1 if height > 1 else 0
+    rows = -(-count // columns)
+    picture = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), GAP_GREY, dtype=np.uint8)
+    for k, tile in enumerate(levels.reshape(count, height, width)):
+        top, left = (k // columns) * (height + gap), (k % columns) * (width + gap)
+        picture[top:top + height, left:left + width] = tile
+    return picture
+
+
+def test_drawing_shows_every_stages_maps_and_clear_empties_them(browser, untrained_server):
+    canvas = open_page(browser, untrained_server)
+    draw_strokes(browser, canvas, [[(140, 40), (140, 140), (140, 240)]])
+    settled_prediction(browser)
+    for stage, (count, height, width, columns) in STAGE_LAYOUT.items():
+        assert "shown" in browser.find_element("id", f"map-{stage}").get_attribute("class"), stage
+        grey, alpha = stage_pixels(browser, stage)
+        assert alpha.min() == 255, stage  # every pixel painted
+        assert grey.shape == tiled(np.zeros(count * height * width, np.uint8), stage).shape, stage
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []  # no CSP violation either
+    browser.find_element("id", "clear").click()
+    for stage in STAGE_LAYOUT:
+        assert stage_pixels(browser, stage)[1].max() == 0, stage  # cleared: transparent again
+
+
+def test_the_maps_drawn_are_the_servers_for_the_digit_read(browser, untrained_server, tmp_path):
+    path = drawn_zero_file(tmp_path)
+    answer = api_answer(untrained_server, "/api/activations", path)
+
+    open_page(browser, untrained_server)
+    browser.find_element("id", "file").send_keys(str(path))
+    WebDriverWait(browser, WAIT_SECONDS).until(
+        lambda b: "shown" in b.find_element("id", "map-out").get_attribute("class"))
+    for entry in answer["activations"]:
+        levels = np.frombuffer(base64.b64decode(entry["data"]), dtype=np.uint8)
+        np.testing.assert_array_equal(stage_pixels(browser, entry["stage"])[0], tiled(levels, entry["stage"]),
+                                      err_msg=entry["stage"])

@@ -12,6 +12,7 @@ import numpy as np
 
 from data.preprocess import BlankImageError, prepare_digit
 
+from .activations import with_activations
 from .arrays import json_type, number_array
 from .errors import HTTPError
 from .inference import MODEL_NAME, MODEL_VERSION, infer_response, model_metadata, parse_infer_request
@@ -44,6 +45,7 @@ def build_routes(static_files):
         "/favicon.ico": {"GET": Endpoint(no_content)},
         "/api/mnist": {"POST": Endpoint(api_mnist, MAX_IMAGE_BODY)},
         "/api/predict": {"POST": Endpoint(api_predict, MAX_IMAGE_BODY)},
+        "/api/activations": {"POST": Endpoint(with_activations(api_predict), MAX_IMAGE_BODY)},
         "/v2": {"GET": Endpoint(server_metadata)},
         "/v2/health/live": {"GET": Endpoint(live)},
         "/v2/health/ready": {"GET": Endpoint(ready)},

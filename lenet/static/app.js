@@ -1,13 +1,18 @@
-// The draw-a-digit page: drawing with pointer events, predictions from POST /api/predict.
+// The draw-a-digit page: drawing with pointer events, predictions from POST /api/activations.
 //
 // The canvas is sent as a PNG (dark ink on white); the server does the MNIST-style preprocessing
-// (crop, scale to 20x20, center by mass) and answers with the probabilities and the 28x28 image
-// the model saw, which is shown next to them.
+// (crop, scale to 20x20, center by mass) and answers as /api/predict does, with the probabilities
+// and the 28x28 image the model saw, which are shown next to each other, plus the output of every
+// stage of the network (one byte a value), drawn in the "Inside the network" panel.
 "use strict";
 
 (function () {
   const BRUSH_WIDTH = 24;          // on the 280-pixel canvas: MNIST's 2-3 pixel stroke once scaled to 20
   const PREDICT_INTERVAL_MS = 150; // while drawing, ask at most this often
+  // How many maps (or values, for the vector stages) each stage's picture has per row.
+  const STAGE_COLUMNS = { C1: 6, S2: 6, C3: 8, S4: 8, C5: 40, F6: 42, out: 10 };
+  const MAP_GAP = 1;               // pixels between two maps, in the maps' own pixels
+  const GAP_GREY = 232;            // the gaps' grey: lighter than any map's black, not the white of a maximum
 
   const canvas = document.getElementById("canvas");
   const context = canvas.getContext("2d");
@@ -20,6 +25,7 @@
   const rows = Array.from(document.querySelectorAll("#probabilities tbody tr"));
   const dropzone = document.getElementById("dropzone");
   const fileInput = document.getElementById("file");
+  const stageCanvases = Array.from(document.querySelectorAll("canvas.map"));
 
   let drawing = false;
   let hasInk = false;
@@ -121,7 +127,7 @@
   }
 
   function send(body, contentType, asked) {
-    return fetch("/api/predict", { method: "POST", headers: { "Content-Type": contentType }, body: body })
+    return fetch("/api/activations", { method: "POST", headers: { "Content-Type": contentType }, body: body })
       .then(function (response) {
         return response.json().then(function (answer) {
           if (asked !== generation) return;
@@ -169,6 +175,7 @@
       row.classList.toggle("top", digit === top);
     });
     showSeen(answer.image);
+    answer.activations.forEach(showStage);
     statusText.textContent = "Read as " + top + ".";
     msText.textContent = "Server time: " + answer.ms.toFixed(1) + " ms";
   }
@@ -188,6 +195,52 @@
     seenContext.putImageData(pixels, 0, 0);
   }
 
+  // One stage's maps, tiled: a (C, H, W) stage gives C maps of H x W, a (D,) stage D cells.
+  // Each value arrived as one byte, 0 (the stage's smallest) to 255 (its largest): a grey level.
+  function showStage(entry) {
+    const canvas = document.getElementById("map-" + entry.stage);
+    if (!canvas) return;
+    const bytes = Uint8Array.from(atob(entry.data), function (c) { return c.charCodeAt(0); });
+    const isMaps = entry.shape.length === 3;
+    const count = entry.shape[0];
+    const height = isMaps ? entry.shape[1] : 1;
+    const width = isMaps ? entry.shape[2] : 1;
+    const gap = isMaps ? MAP_GAP : 0;
+    const columns = Math.min(count, STAGE_COLUMNS[entry.stage] || count);
+    const rows = Math.ceil(count / columns);
+    canvas.width = columns * (width + gap) - gap;
+    canvas.height = rows * (height + gap) - gap;
+    const context2d = canvas.getContext("2d");
+    const pixels = context2d.createImageData(canvas.width, canvas.height);
+    for (let offset = 0; offset < pixels.data.length; offset += 4) {
+      pixels.data[offset] = pixels.data[offset + 1] = pixels.data[offset + 2] = GAP_GREY;
+      pixels.data[offset + 3] = 255;
+    }
+    for (let k = 0; k < count; k += 1) {
+      const left = (k % columns) * (width + gap);
+      const top = Math.floor(k / columns) * (height + gap);
+      for (let y = 0; y < height; y += 1) {
+        for (let x = 0; x < width; x += 1) {
+          const value = bytes[(k * height + y) * width + x];
+          const offset = 4 * ((top + y) * canvas.width + left + x);
+          pixels.data[offset] = value;
+          pixels.data[offset + 1] = value;
+          pixels.data[offset + 2] = value;
+          pixels.data[offset + 3] = 255;
+        }
+      }
+    }
+    context2d.putImageData(pixels, 0, 0);
+    canvas.classList.add("shown");
+  }
+
+  function clearStages() {
+    stageCanvases.forEach(function (canvas) {
+      canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+      canvas.classList.remove("shown");
+    });
+  }
+
   function showError(message) {
     clearResult(message);
   }
@@ -201,6 +254,7 @@
     });
     seenContext.fillStyle = "#000000";
     seenContext.fillRect(0, 0, 28, 28);
+    clearStages();
     statusText.textContent = message;
     msText.textContent = "";
   }
