@@ -268,9 +268,11 @@ def test_infer_json_bodies_with_more_values_than_a_full_batch_are_refused_before
     assert message in json.loads(answer)["error"]
 
 
-def test_a_full_batch_as_long_json_floats_is_within_the_limits(server, model):
-    intensities = np.random.default_rng(5).random((MAX_BATCH, 784))
-    body, headers = json_request(intensities, "FP64")  # 17-digit floats: the longest a JSON writer emits
+def test_a_full_batch_of_long_json_floats_nested_four_deep_is_within_the_limits(server, model):
+    intensities = np.random.default_rng(5).random((MAX_BATCH, 1, 28, 28))
+    document = {"inputs": [{"name": "images", "shape": [MAX_BATCH, 1, 28, 28], "datatype": "FP64",
+                            "data": intensities.tolist()}]}  # 17-digit floats: the longest a JSON writer emits
+    body, headers = json.dumps(document, indent=1).encode(), {"Content-Type": "application/json"}
     assert len(body) < MAX_INFER_BODY
     status, response_headers, answer = post(server, INFER, body, headers)
     assert status == 200

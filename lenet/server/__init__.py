@@ -7,8 +7,9 @@ Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a
     POST /api/predict                   an image file, or {"image": 28x28}, MNIST-style preprocessed
                                         -> {"prediction", "probabilities", "ms", "image"}
     GET  /ping                          {"status": "Healthy"}
-    GET  /v2/health/live, /v2/health/ready, /v2/models/lenet5, /v2/models/lenet5/ready
-    POST /v2/models/lenet5/infer        Open Inference Protocol v2: N images -> N x 10 probabilities
+    GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/lenet5[/ready|/config]
+    POST /v2/models/lenet5/infer        Open Inference Protocol v2 (JSON or binary tensor data, gzip/deflate
+                                        bodies): N images, white ink on black -> N x 10 probabilities
 
 Start it with ``python serve.py``; in code::
 

@@ -44,7 +44,7 @@ _UNSUPPORTED_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "s
 # JSON bodies: how many values and containers the largest sensible request holds (MAX_BATCH
 # images of 784 numbers, nested at most as [N, 1, 28, 28], plus the few fields around them).
 MAX_JSON_VALUES = MAX_BATCH * 784 + 1024
-MAX_JSON_CONTAINERS = MAX_BATCH * (28 + 1) + 64
+MAX_JSON_CONTAINERS = MAX_BATCH * (1 + 1 + 28) + 64  # per image of [N, 1, 28, 28]: itself, its channel, 28 rows
 
 
 @dataclass
