@@ -25,7 +25,7 @@ from lenet.server.encoding import decode_body
 from lenet.server.errors import HTTPError
 from lenet.server.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
 from lenet.server.routes import MAX_INFER_BODY
-from lenet.server.upload import MAX_JPEG_SCANS, decode_image, jpeg_scan_count
+from lenet.server.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_scans_and_segments
 
 INFER = "/v2/models/lenet5/infer"
 
@@ -441,33 +441,43 @@ def scan_bomb(repeats, side=64):
     ("L", {}, 1), ("RGB", {}, 1),
     ("L", {"progressive": True}, 6), ("RGB", {"progressive": True}, 10), ("CMYK", {"progressive": True}, 18),
 ])
-def test_jpeg_scan_count_counts_what_libjpeg_writes(mode, options, scans):
+def test_jpeg_scans_are_counted_as_libjpeg_writes_them(mode, options, scans):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, len(mode)), np.uint8).squeeze())
     data = jpeg_bytes(image.convert(mode), **options)
-    assert jpeg_scan_count(data) == scans == len(jpeg_scans(data)[1])
+    assert jpeg_scans_and_segments(data)[0] == scans == len(jpeg_scans(data)[1])
 
 
-def test_jpeg_scan_count_skips_marker_bytes_inside_segments_and_scans():
+def comment_segment(payload):
+    return b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload  # a JPEG COM segment
+
+
+def test_marker_bytes_inside_segments_are_not_counted_as_scans():
     """An APP or comment segment may hold anything, a whole JPEG thumbnail included; its markers are not scans."""
     thumbnail = jpeg_bytes(Image.new("L", (16, 16), 50), progressive=True)
-    payload = b"\xff\xda" * 100 + thumbnail
-    comment = b"\xff\xfe" + (len(payload) + 2).to_bytes(2, "big") + payload  # a COM segment
     picture = jpeg_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40), np.uint8)))
-    data = picture[:2] + comment + picture[2:]
+    data = picture[:2] + comment_segment(b"\xff\xda" * 100 + thumbnail) + picture[2:]
     assert data.count(b"\xff\xda") > 100
-    assert jpeg_scan_count(data) == 1
+    assert jpeg_scans_and_segments(data)[0] == 1
     assert Image.open(io.BytesIO(data)).size == (40, 40)  # still a valid JPEG
 
 
 @pytest.mark.parametrize("repeats, refused", [(MAX_JPEG_SCANS - 6, False), (MAX_JPEG_SCANS - 5, True), (5000, True)])
 def test_progressive_jpeg_with_more_scans_than_encoders_write_is_refused_with_413(server, repeats, refused):
     bomb = scan_bomb(repeats)
-    assert jpeg_scan_count(bomb) == min(6 + repeats, MAX_JPEG_SCANS + 1)
+    assert jpeg_scans_and_segments(bomb)[0] == min(6 + repeats, MAX_JPEG_SCANS + 1)
     status, _, answer = post(server, "/api/predict", bomb, {"Content-Type": "image/jpeg"})
     if refused:
         assert status == 413 and f"more than {MAX_JPEG_SCANS} scans" in json.loads(answer)["error"]
     else:
         assert status == 422  # decoded: a flat grey picture holds no digit
+
+
+def test_jpeg_of_more_marker_segments_than_real_files_have_is_refused_with_413(server):
+    picture = jpeg_bytes(Image.new("L", (40, 40), 128))
+    flood = picture[:2] + comment_segment(b"") * (MAX_JPEG_SEGMENTS + 1) + picture[2:]
+    assert Image.open(io.BytesIO(flood)).size == (40, 40)  # Pillow would read it
+    status, _, answer = post(server, "/api/predict", flood, {"Content-Type": "image/jpeg"})
+    assert status == 413 and "marker segments" in json.loads(answer)["error"]
 
 
 def seven(side=280):

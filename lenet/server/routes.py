@@ -5,6 +5,7 @@ Handlers take ``(server, request)`` and return a ``Response`` or raise ``HTTPErr
 """
 
 import dataclasses
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -68,12 +69,12 @@ def build_routes(static_files):
 
 def _decoding(handler, limit):
     """``handler`` given the body as it was before ``Content-Encoding`` (gzip or deflate), at most ``limit`` bytes."""
+    @functools.wraps(handler)
     def decoded(server, request):
         encoding = request.headers.get("Content-Encoding")
         if encoding is not None:
             request = dataclasses.replace(request, body=decode_body(request.body, encoding, limit))
         return handler(server, request)
-    decoded.__doc__ = handler.__doc__
     return decoded
 
 

@@ -30,18 +30,19 @@ _NEXT_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7])")
 def decode_image(data, max_pixels=MAX_PIXELS):
     """Decode a PNG, JPEG, BMP or GIF file (first frame) held in ``data``.
 
-    The size in the file's header, and a JPEG's number of scans, are checked before any pixel is
+    The size in the file's header, and a JPEG's number of scans and segments, are checked before any pixel is
     decoded. The image is turned upright as its EXIF Orientation says (as browsers show it).
 
     Raises:
         HTTPError(400): empty or corrupt file.
         HTTPError(415): not an image of an allowed format.
-        HTTPError(413): more than ``max_pixels`` pixels, or a JPEG of more than ``MAX_JPEG_SCANS`` scans.
+        HTTPError(413): more than ``max_pixels`` pixels, or a JPEG of more than ``MAX_JPEG_SCANS``
+        scans or ``MAX_JPEG_SEGMENTS`` segments.
     """
     if not data:
         raise HTTPError(400, "empty body: expected an image file (PNG, JPEG, BMP or GIF)")
     if data.startswith(b"\xff\xd8"):
-        _check_jpeg_scans(data)
+        _check_jpeg_structure(data)
     try:
         image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
@@ -70,17 +71,14 @@ def decode_image(data, max_pixels=MAX_PIXELS):
     return image
 
 
-def jpeg_scan_count(data, limit=MAX_JPEG_SCANS):
-    """The number of scans (SOS markers) in the JPEG file ``data``, counting stops past ``limit``.
+def jpeg_scans_and_segments(data):
+    """``(scans, marker segments)`` in the JPEG file ``data``; counting stops past either limit.
 
     Walks the marker segments by their lengths and skips each scan's entropy-coded data, so bytes
-    inside an EXIF thumbnail or a profile are never taken for markers.
-
-    Raises:
-        HTTPError(413): more than ``MAX_JPEG_SEGMENTS`` marker segments.
+    inside an EXIF thumbnail, a profile or a comment are never taken for markers.
     """
     scans, segments, position = 0, 0, 2
-    while position + 4 <= len(data) and scans <= limit:
+    while position + 4 <= len(data) and scans <= MAX_JPEG_SCANS and segments <= MAX_JPEG_SEGMENTS:
         if data[position] != 0xFF:
             break  # corrupt: left for the decoder to report
         marker = data[position + 1]
@@ -90,9 +88,6 @@ def jpeg_scan_count(data, limit=MAX_JPEG_SCANS):
         if marker == _EOI:
             break
         segments += 1
-        if segments > MAX_JPEG_SEGMENTS:
-            raise HTTPError(413, f"JPEG refused: more than {MAX_JPEG_SEGMENTS} marker segments "
-                                 "(real files have a few dozen)")
         length = data[position + 2] << 8 | data[position + 3]
         if length < 2:
             break
@@ -103,11 +98,14 @@ def jpeg_scan_count(data, limit=MAX_JPEG_SCANS):
             if end_of_scan is None:
                 break
             position = end_of_scan.start()
-    return scans
+    return scans, segments
 
 
-def _check_jpeg_scans(data):
-    scans = jpeg_scan_count(data)
+def _check_jpeg_structure(data):
+    scans, segments = jpeg_scans_and_segments(data)
     if scans > MAX_JPEG_SCANS:
         raise HTTPError(413, f"JPEG refused: more than {MAX_JPEG_SCANS} scans (encoders write at most a few "
                              "dozen; each scan is decoded over the whole image, so this is a decoding bomb)")
+    if segments > MAX_JPEG_SEGMENTS:
+        raise HTTPError(413, f"JPEG refused: more than {MAX_JPEG_SEGMENTS} marker segments "
+                             "(real files have a few dozen)")
