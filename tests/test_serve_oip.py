@@ -356,6 +356,24 @@ def test_decode_body_refuses_bytes_after_a_deflate_stream():
     assert refused.value.status == 400 and "follow the end" in refused.value.message
 
 
+@pytest.mark.parametrize("accept_encoding, coding", [
+    (None, None), ("identity", None), ("gzip", "gzip"), ("deflate", "deflate"), ("gzip;q=0, deflate", "deflate"),
+    ("br, *", "gzip"), ("gzip;q=0, *;q=0", None), ("gzip;q=bogus", None), ("GZIP;Q=0.5", "gzip"),
+])
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_answers_are_compressed_when_the_client_accepts_it(server, model, accept_encoding, coding, binary):
+    pixels = random_pixels(2, seed=9)
+    body, headers = json_request(pixels, "UINT8", **({"parameters": {"binary_data_output": True}} if binary else {}))
+    if accept_encoding is not None:
+        headers["Accept-Encoding"] = accept_encoding
+    status, response_headers, answer = post(server, INFER, body, headers)
+    assert status == 200
+    assert response_headers.get("Content-Encoding") == coding
+    inflate = {None: bytes, "gzip": gzip.decompress, "deflate": zlib.decompress}[coding]
+    _, probabilities = read_infer_response(response_headers, inflate(answer))
+    np.testing.assert_allclose(probabilities, model.predict(pixels), atol=1e-6)
+
+
 # -- tritonclient, the real client, with its defaults ---------------------------------------------
 @pytest.fixture(scope="module")
 def triton(server):

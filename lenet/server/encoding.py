@@ -1,10 +1,12 @@
-"""Request bodies sent with ``Content-Encoding: gzip`` or ``deflate``, inflated within a bound.
+"""``Content-Encoding: gzip`` or ``deflate``: request bodies inflated within a bound, answers compressed on request.
 
 A few kilobytes of gzip can inflate to gigabytes (a decompression bomb), so inflating stops
 one byte past the route's limit: the server never holds more than ``limit + 1`` inflated bytes,
 however small the compressed body was.
 """
 
+import dataclasses
+import gzip
 import zlib
 
 from .errors import HTTPError
@@ -71,3 +73,31 @@ def _inflate(data, wbits, coding, limit):
             if data:
                 raise HTTPError(400, f"{len(data)} bytes follow the end of the {coding} stream")
             return b"".join(pieces)
+
+
+def compress_response(response, accept_encoding):
+    """``response`` compressed with the first of gzip, deflate that ``accept_encoding`` allows (as is if none).
+
+    ``accept_encoding`` is the request's ``Accept-Encoding`` value (None if absent); a coding
+    with ``q=0`` is refused, ``*`` stands for any coding not named.
+    """
+    accepted = _accepted_codings(accept_encoding or "")
+    for coding, compress in (("gzip", gzip.compress), ("deflate", zlib.compress)):
+        if accepted.get(coding, accepted.get("*", 0.0)) > 0:
+            headers = {**response.headers, "Content-Encoding": coding, "Vary": "Accept-Encoding"}
+            return dataclasses.replace(response, body=compress(response.body), headers=headers)
+    return response
+
+
+def _accepted_codings(value):
+    """``"gzip;q=0.5, br"`` -> ``{"gzip": 0.5, "br": 1.0}`` (a malformed weight counts as 0: not accepted)."""
+    accepted = {}
+    for item in value.split(",")[:32]:
+        coding, _, weight = item.partition(";")
+        weight = weight.strip().lower()
+        try:
+            quality = float(weight[2:]) if weight.startswith("q=") else 1.0
+        except ValueError:
+            quality = 0.0
+        accepted[coding.strip().lower()] = quality
+    return accepted

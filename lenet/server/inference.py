@@ -152,11 +152,9 @@ def _input_images(tensor, binary_data):
 def _json_values(data, shape, datatype):
     if datatype in FLOAT_DATATYPES:
         return number_array(data, shape, f'"inputs"[0].data ({datatype} intensities)', 0.0, 1.0)
-    largest = int(np.iinfo(INTEGER_DATATYPES[datatype]).max)
-    if largest < 255:  # INT8: pixels 128..255 are not INT8 values
-        what = f'"inputs"[0].data ({datatype} pixels; {datatype} values stop at {largest})'
-        return number_array(data, shape, what, 0, largest, integers_only=True)
-    return number_array(data, shape, f'"inputs"[0].data ({datatype} pixels)', 0, 255, integers_only=True)
+    largest = min(255, int(np.iinfo(INTEGER_DATATYPES[datatype]).max))  # INT8: 128..255 are not INT8 values
+    note = "" if largest == 255 else f"; {datatype} values stop at {largest}"
+    return number_array(data, shape, f'"inputs"[0].data ({datatype} pixels{note})', 0, largest, integers_only=True)
 
 
 def _binary_values(binary_data, binary_size, shape, datatype):

@@ -15,7 +15,7 @@ import numpy as np
 from data.preprocess import BlankImageError, prepare_digit
 
 from .arrays import json_type, number_array
-from .encoding import decode_body
+from .encoding import compress_response, decode_body
 from .errors import HTTPError
 from .inference import (EXTENSIONS, MAX_JSON_CONTAINERS, MAX_JSON_VALUES, MODEL_NAME, MODEL_VERSION,
                         infer_response, model_config, model_metadata, parse_infer_request, split_binary_body)
@@ -174,4 +174,5 @@ def infer(server, request):
     header, binary_data = split_binary_body(request.body, request.headers.get("Inference-Header-Content-Length"))
     document = parse_json(header, INFER_BODY, MAX_JSON_VALUES, MAX_JSON_CONTAINERS)
     parsed = parse_infer_request(document, binary_data)
-    return infer_response(parsed.request_id, server.predict(parsed.images), parsed.binary_output)
+    response = infer_response(parsed.request_id, server.predict(parsed.images), parsed.binary_output)
+    return compress_response(response, request.headers.get("Accept-Encoding"))
