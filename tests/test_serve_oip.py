@@ -20,6 +20,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import lenet
+from lenet.bodybench import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.encoding import decode_body
 from lenet.server.errors import HTTPError
@@ -446,29 +447,6 @@ def jpeg_bytes(image, **options):
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", **options)
     return buffer.getvalue()
-
-
-def jpeg_scans(data):
-    """``(bytes before the first scan, [each scan: its SOS segment and entropy-coded data], the EOI)``."""
-    starts = []
-    position = 2
-    while data[position + 1] != 0xD9:
-        length = int.from_bytes(data[position + 2:position + 4], "big")
-        if data[position + 1] == 0xDA:
-            starts.append(position)
-            position += 2 + length
-            while not (data[position] == 0xFF and data[position + 1] not in (0x00, *range(0xD0, 0xD8))):
-                position += 1
-        else:
-            position += 2 + length
-    bounds = starts + [position]
-    return data[:starts[0]], [data[a:b] for a, b in zip(bounds, bounds[1:])], data[position:]
-
-
-def scan_bomb(repeats, side=64):
-    """A progressive JPEG whose last (smallest) scan is repeated ``repeats`` times: each is decoded in full."""
-    head, scans, tail = jpeg_scans(jpeg_bytes(Image.new("L", (side, side), 128), progressive=True))
-    return head + b"".join(scans) + scans[-1] * repeats + tail
 
 
 @pytest.mark.parametrize("mode, options, scans", [
