@@ -253,7 +253,7 @@ def test_v2_infer_answers_a_batch_with_n_by_10_probabilities(server, model, shap
 
 def test_v2_infer_takes_nested_data_and_fp32_intensities(server, model):
     images = np.random.default_rng(4).random((2, 28, 28)).astype(np.float32)
-    request = {"inputs": [{"name": "x", "shape": [2, 28, 28], "datatype": "FP32", "data": images.tolist()}]}
+    request = {"inputs": [{"name": "images", "shape": [2, 28, 28], "datatype": "FP32", "data": images.tolist()}]}
     status, answer = call_json(server, "POST", "/v2/models/lenet5/infer", request)
     assert status == 200 and "id" not in answer
     np.testing.assert_allclose(np.reshape(answer["outputs"][0]["data"], (2, 10)), model.predict(images), atol=1e-5)

@@ -8,8 +8,9 @@ Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a
                                         -> {"prediction", "probabilities", "ms", "image"}
     POST /api/activations               as /api/predict, plus every LeNet5 stage's maps -> ..., "activations"
     GET  /ping                          {"status": "Healthy"}
-    GET  /v2/health/live, /v2/health/ready, /v2/models/lenet5, /v2/models/lenet5/ready
-    POST /v2/models/lenet5/infer        Open Inference Protocol v2: N images -> N x 10 probabilities
+    GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/lenet5[/ready|/config]
+    POST /v2/models/lenet5/infer        Open Inference Protocol v2 (JSON or binary tensor data, gzip/deflate
+                                        bodies): N images, white ink on black -> N x 10 probabilities
 
 Start it with ``python serve.py``; in code::
 

@@ -4,6 +4,8 @@
 Handlers take ``(server, request)`` and return a ``Response`` or raise ``HTTPError``.
 """
 
+import dataclasses
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -14,8 +16,10 @@ from data.preprocess import BlankImageError, prepare_digit
 
 from .activations import with_activations
 from .arrays import json_type, number_array
+from .encoding import compress_response, decode_body
 from .errors import HTTPError
-from .inference import MODEL_NAME, MODEL_VERSION, infer_response, model_metadata, parse_infer_request
+from .inference import (EXTENSIONS, MAX_JSON_CONTAINERS, MAX_JSON_VALUES, MODEL_NAME, MODEL_VERSION,
+                        infer_response, model_config, model_metadata, parse_infer_request, split_binary_body)
 from .jsonbody import parse_json
 from .messages import Response, json_response
 from .upload import decode_image
@@ -28,7 +32,8 @@ IMAGE_DECODING_SLOTS = threading.BoundedSemaphore(2)
 
 MNIST_BODY = "a JSON array of 784 integers 0..255 (a 28x28 image, row-major, dark ink on a white background)"
 PREDICT_BODY = 'an image file (PNG, JPEG, BMP or GIF) or JSON {"image": <28x28 array of grey levels 0..255>}'
-INFER_BODY = 'a JSON inference request {"inputs": [{"name", "shape", "datatype", "data"}]}'
+INFER_BODY = ('a JSON inference request {"inputs": [{"name": "images", "shape", "datatype", "data"}]} '
+              "(or its JSON header, then binary tensor data)")
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,26 @@ def build_routes(static_files):
     for base in model_paths:
         routes[base] = {"GET": Endpoint(get_model_metadata)}
         routes[base + "/ready"] = {"GET": Endpoint(model_ready)}
+        routes[base + "/config"] = {"GET": Endpoint(get_model_config)}
         routes[base + "/infer"] = {"POST": Endpoint(infer, MAX_INFER_BODY)}
     for path in static_files.paths():
         routes[path] = {"GET": Endpoint(_static_handler(static_files, path))}
+    for methods in routes.values():
+        for method, endpoint in methods.items():
+            if endpoint.max_body is not None:
+                methods[method] = dataclasses.replace(endpoint, handler=_decoding(endpoint.handler, endpoint.max_body))
     return routes
+
+
+def _decoding(handler, limit):
+    """``handler`` given the body as it was before ``Content-Encoding`` (gzip or deflate), at most ``limit`` bytes."""
+    @functools.wraps(handler)
+    def decoded(server, request):
+        encoding = request.headers.get("Content-Encoding")
+        if encoding is not None:
+            request = dataclasses.replace(request, body=decode_body(request.body, encoding, limit))
+        return handler(server, request)
+    return decoded
 
 
 def _static_handler(static_files, path):
@@ -88,11 +109,15 @@ def ready(server, request):
 
 
 def server_metadata(server, request):
-    return json_response({"name": "lenet5-scratch", "version": "0.1.0", "extensions": []})
+    return json_response({"name": "lenet5-scratch", "version": "0.1.0", "extensions": EXTENSIONS})
 
 
 def get_model_metadata(server, request):
     return json_response(model_metadata(server.model))
+
+
+def get_model_config(server, request):
+    return json_response(model_config())
 
 
 def model_ready(server, request):
@@ -144,6 +169,12 @@ def _prepare(source):
 
 
 def infer(server, request):
-    """Open Inference Protocol v2: a batch of MNIST-convention images -> (N, 10) probabilities."""
-    request_id, images = parse_infer_request(parse_json(request.body, INFER_BODY))
-    return json_response(infer_response(request_id, server.predict(images)))
+    """Open Inference Protocol v2: a batch of MNIST-convention images -> (N, 10) probabilities.
+
+    JSON, or a JSON header and binary tensor data (the binary_tensor_data extension) both ways.
+    """
+    header, binary_data = split_binary_body(request.body, request.headers.get("Inference-Header-Content-Length"))
+    document = parse_json(header, INFER_BODY, MAX_JSON_VALUES, MAX_JSON_CONTAINERS)
+    parsed = parse_infer_request(document, binary_data)
+    response = infer_response(parsed.request_id, server.predict(parsed.images), parsed.binary_output)
+    return compress_response(response, request.headers.get("Accept-Encoding"))
