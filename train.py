@@ -166,7 +166,7 @@ class Progress:
 # -- where a run writes -------------------------------------------------------------------------
 
 def paths_for(out):
-    """Where a run writes: the best model at ``out`` and its companions beside it, all as given (relative stays relative)."""
+    """Where a run writes: the best model at ``out`` and its companions beside it (relative stays relative)."""
     stem = out[:-4] if out.endswith(".npz") else out
     folder = os.path.dirname(out)
     return {
@@ -289,7 +289,7 @@ def claim_run_folder(model_path, args):
                             os.unlink(path)
                     break
                 else:
-                    raise SystemExit(f"train.py: {run_dir} was created by someone else meanwhile; choose another --name")
+                    raise SystemExit(f"train.py: {run_dir} was created meanwhile by another run; choose another --name")
     point_latest(run_dir)
     return os.path.join(run_dir, MODEL_FILE)
 

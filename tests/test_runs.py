@@ -78,7 +78,8 @@ def test_out_excludes_the_run_folder_flags(capsys):
 
 def test_an_existing_name_is_refused_before_anything_is_loaded(in_tmp):
     (in_tmp / "runs" / "mine").mkdir(parents=True)
-    with pytest.raises(SystemExit, match="runs/mine already exists .* --resume --name mine, or replace it with --exist-ok"):
+    with pytest.raises(SystemExit, match="runs/mine already exists .* --resume --name mine, or replace it with "
+                                         "--exist-ok"):
         train.choose_model_path(train.parse_args(["--name", "mine"]))
     assert train.choose_model_path(train.parse_args(["--name", "mine", "--exist-ok"])) == "runs/mine/lenet5.npz"
 

@@ -27,8 +27,9 @@ def test_a_short_run_learns_mnist_and_writes_model_metrics_and_pictures(tmp_path
     meta = model.metadata
     assert meta["test_accuracy"] >= 0.95, meta
     for key in ("architecture", "normalization", "epoch", "val_accuracy", "test_accuracy", "seed",
-                "hyperparameters", "data_sha256", "date"):
+                "hyperparameters", "machine", "data_sha256", "date"):
         assert key in meta
+    assert meta["machine"]["cpu"] and meta["machine"]["numpy"] == np.__version__
     assert meta["data_sha256"]["t10k-images-idx3-ubyte"].startswith("0fa7898d")
     log = capsys.readouterr().out
     assert "Train Epoch: 1 [1000/20000 (5%)]" in log and "Held-out accuracy" in log
