@@ -157,6 +157,13 @@ def imported_packages(code):
     for block in BLOCKS
 ])
 def test_readme_block_runs(block, request, tmp_path):
+    done = run_block(block, request, tmp_path)
+    assert done.returncode == 0, (f"README.md line {block.line} ({block.section}) failed:\n{block.code}\n"
+                                  f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+
+
+def run_block(block, request, tmp_path):
+    """Run ``block`` as the module docstring says; skip where it cannot run here. -> CompletedProcess."""
     if block.skip_reason:
         pytest.skip(f"README.md line {block.line}: {block.skip_reason}")
     for package in sorted(imported_packages(block.code)):
@@ -175,12 +182,25 @@ def test_readme_block_runs(block, request, tmp_path):
     script = tmp_path / "readme_block.py"
     script.write_text(code, encoding="utf-8")
     try:
-        done = subprocess.run([sys.executable, script.name], cwd=tmp_path, env=env, capture_output=True, text=True,
+        return subprocess.run([sys.executable, script.name], cwd=tmp_path, env=env, capture_output=True, text=True,
                               timeout=SECONDS["mnist" if block.needs_mnist else "other"])
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"README.md line {block.line}: still running after {exc.timeout} s:\n{code}")
-    assert done.returncode == 0, (f"README.md line {block.line} ({block.section}) failed:\n{code}\n"
-                                  f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+
+
+def test_a_block_that_talks_to_a_server_at_port_8000_gets_one_of_its_own(request, tmp_path):
+    code = ("import json, urllib.request\n"
+            "with urllib.request.urlopen('http://127.0.0.1:8000/ping', timeout=10) as answer:\n"
+            "    print(json.load(answer)['status'])\n")
+    done = run_block(Block(1, "synthetic", code), request, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "Healthy\n"), done.stderr
+
+
+def test_a_block_gets_the_files_the_reader_is_told_to_bring(request, tmp_path):
+    code = ("import numpy as np, lenet\n"
+            "print(lenet.load_model('lenet5_torch.npz').predict(np.zeros((1, 28, 28), np.uint8)).shape)\n")
+    done = run_block(Block(1, "synthetic", code), request, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "(1, 10)\n"), done.stderr
 
 
 def test_the_readme_has_python_blocks_to_run():
