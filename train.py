@@ -367,9 +367,9 @@ def warm_up(args, train_images, train_labels, augment, eval_sets):
     numba compiles a kernel (or loads it from its disk cache) at its first call, and picks a serial
     or a parallel variant by the size of the job: a training step at the real batch size and at the
     epoch's short last batch, and evaluations at every batch size evaluation will see, meet them
-    all. They run on a throwaway model and optimizer, on the first images unshuffled and with a generator of
-    their own, so the run's model, optimizer and random streams are untouched: a run is bit for bit
-    the same with or without this.
+    all. They run on a throwaway model and optimizer, on the first images unshuffled, with a
+    generator of their own, so the run's model, optimizer and random streams are untouched: a run
+    is bit for bit the same with or without this (tested).
 
     ``eval_sets`` is a list of (normalized images, labels) that ``evaluate`` will be called on.
     """
@@ -439,7 +439,7 @@ def train(args, output):
         # with the same model, bit for bit.
         rng = epoch_rng(args.seed, epoch)
         epoch_start = time.monotonic()
-        eval_seconds = 0.0  # the held-out checks of the log lines, left out of the training speed
+        eval_seconds = 0.0  # the log lines' held-out checks, then validation and test: not training time
         # A new random variant of every training image each epoch, made in one parallel pass
         # before shuffling (per batch, the kernel is too small to use both cores).
         images = augment(train_images, rng) if augment else train_images
@@ -561,7 +561,7 @@ def main(argv=None):
         print(f"train.py: {exc}", file=sys.stderr)
         return 1
     finally:
-        if on_main_thread:
+        if previous_handler is not None:  # None also when the old handler was not set from Python
             signal.signal(signal.SIGTERM, previous_handler)
     return 0
 
