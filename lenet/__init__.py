@@ -27,7 +27,8 @@ def load_model(path=None):
     try:
         model.load_state_dict(state)
     except ValueError as exc:
-        raise ValueError(f"{path} does not hold LeNet5 weights: {exc}") from None
+        plain = "" if metadata else " (a plain .npz of arrays: it has no metadata from nn.save)"
+        raise ValueError(f"{path} does not hold LeNet5 weights{plain}: {exc}") from None
     model.metadata = metadata
     return model.eval()
 

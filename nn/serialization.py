@@ -53,28 +53,87 @@ def load(path):
     """Read a file written by :func:`save` -> ``(state_dict, metadata)``.
 
     A plain ``.npz`` of arrays (e.g. a PyTorch state dict saved with ``np.savez``) loads too, with
-    empty metadata. A corrupted, truncated or foreign file raises ``ValueError`` naming the file.
+    empty metadata. Anything else raises ``ValueError`` naming the file and what it is instead:
+    not a zip archive (an .npz is one: text, a single .npy array, a pickle, ...), a zip holding
+    other things than arrays (a PyTorch .pth), damaged or truncated, an entry of Python objects,
+    metadata that is not a JSON object. Nothing is ever unpickled.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"nn.load: no such file: {path}")
+    with open(path, "rb") as f:
+        head = f.read(32)
+    if not head.startswith(ZIP_SIGNATURES):
+        raise ValueError(f"nn.load: {path} is not a model file written by nn.save (an .npz, which is a zip "
+                         f"archive): {_describe_non_zip(head)}")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError("it holds a single .npy array, not an .npz archive")
-        with archive:
-            state = OrderedDict()
-            metadata = {}
-            for key in archive.files:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
+            foreign = [name for name in members if not name.endswith(".npy")]
+            if foreign:
+                raise ValueError(_describe_foreign_zip(foreign))
+            state, metadata = OrderedDict(), {}
+            for member in members:
+                key = member[:-len(".npy")]
+                with archive.open(member) as f:
+                    value = _read_entry(f, key)
                 if key == METADATA_KEY:
-                    metadata = json.loads(str(archive[key]))
+                    metadata = json.loads(str(value))
                     if not isinstance(metadata, dict):
-                        raise ValueError("its metadata is not a JSON object")
+                        raise ValueError(f"its {METADATA_KEY} entry is not a JSON object")
                 else:
-                    state[key] = archive[key]
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"nn.load: {path} is not a readable model file (.npz written by nn.save): {exc}") from None
+                    state[key] = value
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"nn.load: {path}: its {METADATA_KEY} entry is not JSON ({exc})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"nn.load: {path} is not a readable model file written by nn.save: {exc}") from None
     for key, value in state.items():
-        if not (np.issubdtype(value.dtype, np.number)):
+        if not np.issubdtype(value.dtype, np.number):
             raise ValueError(f"nn.load: {path}: entry {key} has non-numeric dtype {value.dtype}")
     return state, metadata
+
+
+# A zip file starts with a local file header, or, when it holds nothing, the end-of-archive record.
+ZIP_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _read_entry(f, key):
+    try:
+        return np.lib.format.read_array(f, allow_pickle=False)
+    except ValueError as exc:
+        # NumPy's own message about object arrays recommends unpickling; the file is simply not ours.
+        if "pickle" in str(exc):
+            raise ValueError(f"entry {key} holds Python objects (pickled data), not numbers; "
+                             "nn.save never writes those and nn.load never reads them") from None
+        raise ValueError(f"entry {key} is not a NumPy array ({exc})") from None
+
+
+def _describe_non_zip(head):
+    """What a file that is not a zip archive seems to be, from its first bytes."""
+    if not head:
+        return "this file is empty"
+    if head.startswith(b"\x93NUMPY"):
+        return "this is a single NumPy array (.npy, as np.save writes), not an .npz archive of named arrays"
+    if head[:1] == b"\x80":
+        return ("this looks like a pickle (e.g. an older torch.save file); nn.load never unpickles: convert it "
+                "to .npz of arrays where it was made (the README shows how for PyTorch)")
+    for cut in range(4):  # the first bytes may end inside a multi-byte UTF-8 character
+        try:
+            text = head[:len(head) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        if all(c.isprintable() or c.isspace() for c in text):
+            first_line = (text.strip().splitlines() or [""])[0]
+            return f"this is a text file (it begins {first_line[:24]!r})"
+        break
+    return f"it begins with the bytes {head[:12]!r}"
+
+
+def _describe_foreign_zip(foreign):
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    are = "is not a NumPy .npy entry" if len(foreign) == 1 else "are not NumPy .npy entries"
+    message = f"it is a zip archive but not an .npz of arrays: {shown} {are}"
+    if any(name.endswith("data.pkl") for name in foreign):
+        message += ("; it looks like a PyTorch file (torch.save): convert it to .npz where PyTorch is installed "
+                    "(the README shows how)")
+    return message

@@ -343,3 +343,30 @@ def test_ensure_fetches_only_what_is_missing_or_wrong(tmp_path, mnist_dir):
         assert server.requests[4:] == ["/t10k-labels-idx1-ubyte.gz"]
     assert (root / "t10k-labels-idx1-ubyte.gz.rejected").is_file()
     assert mnist.file_hashes(root) == mnist.SHA256
+
+
+@pytest.mark.parametrize("present,lead_in", [
+    (0, "MNIST not found in {root}; fetching it into {root}"),
+    (3, "MNIST incomplete (missing t10k-labels-idx1-ubyte) in {root}; fetching it into {root}"),
+])
+def test_a_fetch_opens_with_what_is_missing_and_where_it_goes(tmp_path, monkeypatch, refusing_url,
+                                                              present, lead_in):
+    files, hashes = synthetic_files()
+    for name in mnist.FILES:
+        monkeypatch.setitem(mnist.SHA256, name, hashes[name])
+    for name in mnist.FILES[:present]:
+        (tmp_path / name).write_bytes(files[name])
+    log = io.StringIO()
+    with pytest.raises(FetchError):
+        mnist.ensure(tmp_path, mirrors=[refusing_url], wheel=None, timeout=TIMEOUT, stream=log)
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith(lead_in.format(root=tmp_path))
+    assert lines[1].startswith(refusing_url)  # the mirror attempts come after it
+
+
+def test_the_command_line_help_is_plain_text_and_gives_every_default(capsys):
+    with pytest.raises(SystemExit):
+        mnist.main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text
+    assert text.count("default") >= 3

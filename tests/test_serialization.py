@@ -62,19 +62,52 @@ def test_save_replaces_atomically_and_leaves_no_temporary_files(tmp_path, monkey
     assert os.listdir(tmp_path) == ["model.npz"]
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"\x89PNG\r\n\x1a\n" + bytes(100)])
-def test_foreign_files_give_a_clear_error(tmp_path, content):
+@pytest.mark.parametrize("content,says", [
+    (b"", "this file is empty"),
+    (b"# LeNet5 from scratch\n\nA deep-learning framework", "text file (it begins '# LeNet5 from scratch')"),
+    ("caf\u00e9 au lait, ".encode() * 3, "text file (it begins 'caf\u00e9 au lait"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), "begins with the bytes b'\\x89PNG"),
+    (b"\x80\x04\x95" + bytes(40), "looks like a pickle"),
+])
+def test_a_file_that_is_not_a_zip_says_what_it_is_and_never_suggests_unpickling(tmp_path, content, says):
     path = tmp_path / "model.npz"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="not a readable model file"):
+    with pytest.raises(ValueError) as caught:
         nn.load(path)
+    message = str(caught.value)
+    assert "not a model file written by nn.save (an .npz, which is a zip archive)" in message
+    assert says in message
+    assert "allow_pickle" not in message
 
 
 def test_a_single_npy_array_is_refused_clearly(tmp_path):
     path = tmp_path / "model.npz"
     with open(path, "wb") as f:
         np.save(f, np.zeros(3))
-    with pytest.raises(ValueError, match="single .npy array"):
+    with pytest.raises(ValueError, match="single NumPy array"):
+        nn.load(path)
+
+
+@pytest.mark.parametrize("members,says", [
+    ({"archive/data.pkl": b"\x80\x02}q\x00.", "archive/version": b"3"},
+     "archive/data.pkl, archive/version are not NumPy .npy entries; it looks like a PyTorch file"),
+    ({"notes.txt": b"hello"}, "notes.txt is not a NumPy .npy entry"),
+])
+def test_a_zip_of_other_things_than_arrays_names_its_foreign_entries(tmp_path, members, says):
+    path = tmp_path / "model.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, content)
+    with pytest.raises(ValueError, match="zip archive but not an .npz of arrays") as caught:
+        nn.load(path)
+    assert says in str(caught.value)
+
+
+def test_an_npy_entry_that_is_not_an_array_is_reported_not_returned(tmp_path):
+    path = tmp_path / "model.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("w.npy", b"junk")
+    with pytest.raises(ValueError, match="entry w is not a NumPy array"):
         nn.load(path)
 
 
@@ -87,11 +120,12 @@ def test_truncated_file_gives_a_clear_error(tmp_path):
         nn.load(path)
 
 
-def test_pickled_object_arrays_are_refused(tmp_path):
+def test_pickled_object_arrays_are_refused_without_suggesting_to_unpickle_them(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, w=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match="not a readable model file"):
+    with pytest.raises(ValueError, match="entry w holds Python objects") as caught:
         nn.load(path)
+    assert "allow_pickle" not in str(caught.value)
 
 
 def test_corrupted_metadata_is_reported(tmp_path):
@@ -99,7 +133,7 @@ def test_corrupted_metadata_is_reported(tmp_path):
     with zipfile.ZipFile(path, "w") as z:
         with z.open("__metadata__.npy", "w") as f:
             np.lib.format.write_array(f, np.array("{not json"))
-    with pytest.raises(ValueError, match="not a readable model file"):
+    with pytest.raises(ValueError, match="__metadata__ entry is not JSON"):
         nn.load(path)
 
 

@@ -27,8 +27,9 @@ def test_a_short_run_learns_mnist_and_writes_model_metrics_and_pictures(tmp_path
     meta = model.metadata
     assert meta["test_accuracy"] >= 0.95, meta
     for key in ("architecture", "normalization", "epoch", "val_accuracy", "test_accuracy", "seed",
-                "hyperparameters", "data_sha256", "date"):
+                "hyperparameters", "machine", "data_sha256", "date"):
         assert key in meta
+    assert meta["machine"]["cpu"] and meta["machine"]["numpy"] == np.__version__
     assert meta["data_sha256"]["t10k-images-idx3-ubyte"].startswith("0fa7898d")
     log = capsys.readouterr().out
     assert "Train Epoch: 1 [1000/20000 (5%)]" in log and "Held-out accuracy" in log
@@ -44,20 +45,18 @@ def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_pat
     code, straight = run(tmp_path, mnist_dir, "--epochs", "2", name="straight.npz")
     assert code == 0
 
-    calls = {"n": 0}
-    real_iterate = train.iterate
+    real_epoch_rng = train.epoch_rng
 
-    def interrupt_in_epoch_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
+    def interrupt_at_epoch_two(seed, epoch):
+        if epoch == 2:
             raise KeyboardInterrupt  # as if Ctrl-C were pressed at the start of epoch 2
-        return real_iterate(*args, **kwargs)
+        return real_epoch_rng(seed, epoch)
 
-    monkeypatch.setattr(train, "iterate", interrupt_in_epoch_two)
+    monkeypatch.setattr(train, "epoch_rng", interrupt_at_epoch_two)
     code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", name="resumed.npz")
     assert code == 130
     assert nn.load(tmp_path / "resumed.checkpoint.npz")[1]["epoch"] == 1
-    monkeypatch.setattr(train, "iterate", real_iterate)
+    monkeypatch.setattr(train, "epoch_rng", real_epoch_rng)
     code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", "--resume", name="resumed.npz")
     assert code == 0
 
@@ -69,6 +68,20 @@ def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_pat
     ckpt_a, ckpt_b = nn.load(tmp_path / "straight.checkpoint.npz"), nn.load(tmp_path / "resumed.checkpoint.npz")
     for key in ckpt_a[0]:
         np.testing.assert_array_equal(ckpt_a[0][key], ckpt_b[0][key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_the_untimed_warm_up_changes_nothing_a_run_computes(tmp_path, mnist_dir, monkeypatch):
+    flags = ("--epochs", "1", "--train-size", "520")  # a short last batch, 520 = 10 x 50 + 20
+    code, warmed = run(tmp_path, mnist_dir, *flags, name="warmed.npz")
+    assert code == 0
+    monkeypatch.setattr(train, "warm_up", lambda *args: None)
+    code, cold = run(tmp_path, mnist_dir, *flags, name="cold.npz")
+    assert code == 0
+    a, b = nn.load(tmp_path / "warmed.checkpoint.npz")[0], nn.load(tmp_path / "cold.checkpoint.npz")[0]
+    assert list(a) == list(b)
+    for key in a:  # the model and the optimizer's momentum buffers
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
 def test_missing_data_without_download_is_one_line_not_a_traceback(tmp_path, capsys):
@@ -115,3 +128,10 @@ def test_bad_flags_are_rejected_with_the_reason(flags, words, capsys):
     with pytest.raises(SystemExit):
         train.parse_args(flags)
     assert words in capsys.readouterr().err
+
+
+def test_every_flag_says_its_default_in_the_help():
+    options = [a for a in train.build_parser()._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 20
+    for action in options:
+        assert "default" in action.help, f"{action.option_strings[0]}: {action.help!r}"

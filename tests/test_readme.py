@@ -1,0 +1,241 @@
+"""Every ```python block of README.md runs as pasted, and passes.
+
+How it works, for whoever adds a block to the README:
+
+- Each ```python block is one test, named after the README line its fence is on and its section
+  (``test_readme_block_runs[line42-the-framework-in-ten-lines]``).
+- It runs in a fresh ``python`` process whose working directory is an empty temporary folder
+  (the project's folder stays clean), with the project importable, as after ``pip install -e .``.
+  It passes if that process exits with status 0.
+- The temporary folder holds the files the README tells a reader to bring, made on the spot
+  from the shipped model when the block names them: ``lenet5_torch.npz`` (its weights as a plain
+  .npz, as if converted from PyTorch), ``lenet5.pth`` (the same saved by ``torch.save``; needs
+  torch), ``seven.png`` (a drawn 7).
+- What a block needs is read from its text:
+  * MNIST (it mentions ``data.mnist`` or ``mnist.load``): ``MNIST_DIR`` is passed on; the test is
+    marked slow, and skips saying how to fetch MNIST where it is absent.
+  * a running server (it mentions ``127.0.0.1:8000`` or ``localhost:8000``): one serving the
+    shipped model is started on a free loopback port, and the block's address is rewritten to it.
+  * a package it imports that is not installed (torch, tritonclient, ...): the test skips, saying
+    what to install.
+- An HTML comment on the lines just above the fence, ``<!-- readme-test: WORDS -->``, says what the
+  text does not: ``mnist`` or ``server`` declare those needs, ``skip REASON`` skips the block with
+  that reason (``pytest -ra`` reports it). Use it only for a block no fixture can serve.
+"""
+
+import ast
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+REPO_ROOT = README.parent
+TAG = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")
+NEEDS_MNIST = re.compile(r"\bdata\.mnist\b|\bfrom data import mnist\b|\bmnist\.(load|ensure)\(")
+SERVER_ADDRESS = re.compile(r"\b(127\.0\.0\.1|localhost):8000\b")
+SECONDS = {"mnist": 600, "other": 120}  # a bound, never reached by a working block
+
+
+@dataclass
+class Block:
+    line: int      # of the opening fence, 1-based
+    section: str   # the heading above it
+    code: str
+    tags: list = field(default_factory=list)
+
+    @property
+    def id(self):
+        slug = re.sub(r"[^a-z0-9]+", "-", self.section.lower()).strip("-")
+        return f"line{self.line}-{slug}"
+
+    @property
+    def needs_mnist(self):
+        return "mnist" in self.tags or bool(NEEDS_MNIST.search(self.code))
+
+    @property
+    def needs_server(self):
+        return "server" in self.tags or bool(SERVER_ADDRESS.search(self.code))
+
+    @property
+    def skip_reason(self):
+        return next((tag[len("skip"):].strip() or "tagged skip" for tag in self.tags if tag.startswith("skip")), None)
+
+
+def python_blocks(markdown):
+    """The ```python blocks of ``markdown``, with their line, section and readme-test tags."""
+    lines = markdown.splitlines()
+    blocks, section = [], ""
+    open_fence = None  # (line number, tags) inside a python block; (None, None) inside another one
+    for number, line in enumerate(lines, start=1):
+        if open_fence is not None:
+            if line.strip() == "```":
+                start, tags = open_fence
+                if start is not None:
+                    blocks.append(Block(start, section, "\n".join(lines[start:number - 1]) + "\n", tags))
+                open_fence = None
+        elif line.strip() == "```python":
+            open_fence = (number, tags_above(lines, number))
+        elif line.startswith("```"):
+            open_fence = (None, None)
+        elif line.startswith("#"):
+            section = line.lstrip("#").strip()
+    return blocks
+
+
+def tags_above(lines, fence_number):
+    """The readme-test comments on the lines just above a fence (blank lines between are allowed)."""
+    tags = []
+    for above in reversed(lines[:fence_number - 1]):
+        match = TAG.fullmatch(above.strip())
+        if match:
+            tags.insert(0, match.group(1))
+        elif above.strip():
+            break
+    return tags
+
+
+BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
+BLOCKS = python_blocks(README.read_text(encoding="utf-8"))
+
+
+# -- the files a reader is told to bring, made from the shipped model ----------------------------
+
+def shipped_state():
+    import lenet
+    import nn
+    return nn.load(lenet.DEFAULT_WEIGHTS)[0]
+
+
+def make_lenet5_torch_npz(path):
+    np.savez(path, **shipped_state())  # a PyTorch state dict converted as the README says: no metadata
+
+
+def make_lenet5_pth(path):
+    torch = pytest.importorskip("torch")
+    torch.save({key: torch.from_numpy(value) for key, value in shipped_state().items()}, path)
+
+
+def make_seven_png(path):
+    from PIL import Image, ImageDraw
+    image = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(image).line([(50, 45), (150, 45), (90, 165)], fill=0, width=16)
+    image.save(path)
+
+
+USER_FILES = {"lenet5_torch.npz": make_lenet5_torch_npz, "lenet5.pth": make_lenet5_pth, "seven.png": make_seven_png}
+
+
+@pytest.fixture(scope="module")
+def readme_server():
+    """The shipped model served on a free loopback port, for blocks that talk to a server."""
+    import lenet
+    from lenet.server import PredictionServer, serving_in_background
+    with serving_in_background(PredictionServer(lenet.load_model(), "127.0.0.1", 0, log=None)) as server:
+        yield server
+
+
+def imported_packages(code):
+    """Top-level names of the packages ``code`` imports (``import a.b`` and ``from a import b`` give "a")."""
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("block", [
+    pytest.param(block, id=block.id, marks=[pytest.mark.slow] if block.needs_mnist else [])
+    for block in BLOCKS
+])
+def test_readme_block_runs(block, request, tmp_path):
+    done = run_block(block, request, tmp_path)
+    assert done.returncode == 0, (f"README.md line {block.line} ({block.section}) failed:\n{block.code}\n"
+                                  f"--- stdout\n{done.stdout}\n--- stderr\n{done.stderr}")
+
+
+def run_block(block, request, tmp_path):
+    """Run ``block`` as the module docstring says; skip where it cannot run here. -> CompletedProcess."""
+    if block.skip_reason:
+        pytest.skip(f"README.md line {block.line}: {block.skip_reason}")
+    for package in sorted(imported_packages(block.code)):
+        if importlib.util.find_spec(package) is None:
+            pytest.importorskip(package)  # skips with the reason, and conftest adds what to install
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    if block.needs_mnist:
+        env["MNIST_DIR"] = str(request.getfixturevalue("mnist_dir"))
+    code = block.code
+    if block.needs_server:
+        port = request.getfixturevalue("readme_server").server_address[1]
+        code = SERVER_ADDRESS.sub(f"127.0.0.1:{port}", code)
+    for name, make in USER_FILES.items():
+        if name in code:
+            make(tmp_path / name)
+    script = tmp_path / "readme_block.py"
+    script.write_text(code, encoding="utf-8")
+    try:
+        return subprocess.run([sys.executable, script.name], cwd=tmp_path, env=env, capture_output=True, text=True,
+                              timeout=SECONDS["mnist" if block.needs_mnist else "other"])
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"README.md line {block.line}: still running after {exc.timeout} s:\n{code}")
+
+
+def test_a_block_that_talks_to_a_server_at_port_8000_gets_one_of_its_own(request, tmp_path):
+    code = ("import json, urllib.request\n"
+            "with urllib.request.urlopen('http://127.0.0.1:8000/ping', timeout=10) as answer:\n"
+            "    print(json.load(answer)['status'])\n")
+    done = run_block(Block(1, "synthetic", code), request, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "Healthy\n"), done.stderr
+
+
+def test_a_block_gets_the_files_the_reader_is_told_to_bring(request, tmp_path):
+    code = ("import numpy as np, lenet\n"
+            "print(lenet.load_model('lenet5_torch.npz').predict(np.zeros((1, 28, 28), np.uint8)).shape)\n")
+    done = run_block(Block(1, "synthetic", code), request, tmp_path)
+    assert (done.returncode, done.stdout) == (0, "(1, 10)\n"), done.stderr
+
+
+def test_the_readme_has_python_blocks_to_run():
+    assert len(BLOCKS) >= 5, [block.id for block in BLOCKS]
+
+
+def test_blocks_sections_and_tags_are_read_from_the_markdown():
+    markdown = "\n".join([
+        "# Title",
+        "```bash",
+        "# not a heading",
+        "```",
+        "## Some section",
+        "<!-- readme-test: skip needs a GPU -->",
+        "",
+        "```python",
+        "from data import mnist",
+        "```",
+        "```python",
+        "import requests  # 127.0.0.1:8000",
+        "```",
+    ])
+    first, second = python_blocks(markdown)
+    assert (first.line, first.section, first.code, first.tags) == (8, "Some section", "from data import mnist\n",
+                                                                    ["skip needs a GPU"])
+    assert first.skip_reason == "needs a GPU" and first.needs_mnist and not first.needs_server
+    assert second.tags == [] and second.needs_server and not second.needs_mnist
+    assert imported_packages(second.code) == {"requests"}
+
+
+def test_the_readme_lists_exactly_the_flags_of_train_py():
+    import train
+    text = README.read_text(encoding="utf-8")
+    paragraph = text[text.index("Flags (`python train.py --help`"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    listed = set(re.findall(r"--[a-z][a-z-]*", paragraph))
+    actual = {option for action in train.build_parser()._actions for option in action.option_strings} - {"-h"}
+    assert listed == actual
