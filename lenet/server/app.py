@@ -17,6 +17,7 @@ from http.server import ThreadingHTTPServer
 import numpy as np
 
 from .budget import MemoryBudget
+from .busy import BusyRefusals
 from .handler import SECURITY_HEADERS, RequestHandler
 from .hosts import HostCheck
 from .logqueue import LogQueue
@@ -37,9 +38,10 @@ DEFAULT_MAX_HEADERS = 100
 DEFAULT_BODY_MEMORY = 64 * 1024 * 1024
 # The default connection cap: one thread each, so not more than this however many descriptors
 # the system allows, and RESERVED_DESCRIPTORS below the descriptor limit (the listening socket,
-# standard streams, files opened while serving) so that accept() never fails for want of one.
+# standard streams, files opened while serving, connections being refused: busy.py) so that
+# accept() never fails for want of one.
 MAX_DEFAULT_CONNECTIONS = 1024
-RESERVED_DESCRIPTORS = 64
+RESERVED_DESCRIPTORS = 128
 ACCEPT_BACKOFF_SECONDS = 0.05  # after an accept() that failed for want of resources
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
@@ -75,7 +77,7 @@ def default_max_connections():
 
 
 def _busy_response(max_connections):
-    """The whole 503 sent, from the accepting thread, to a connection over the cap."""
+    """The whole 503 sent to a connection over the cap (see busy.py)."""
     response = error_response(503, f"the server is serving as many connections as it allows "
                                    f"({max_connections}); retry shortly")
     head = ["HTTP/1.1 503 Service Unavailable", f"Server: {RequestHandler.server_version}",
@@ -126,7 +128,7 @@ class PredictionServer(ThreadingHTTPServer):
         self._no_request_in_progress = threading.Condition()
         self._open_connections = 0
         self._connections_lock = threading.Lock()
-        self._busy_response = _busy_response(self.max_connections)
+        self.busy_refusals = BusyRefusals(_busy_response(self.max_connections))
         self._last_accept_failure_logged = -float("inf")
         self.routes = build_routes(StaticFiles(static_folder))
         # Compile and run the kernels once now, so the first client does not wait for it.
@@ -172,7 +174,7 @@ class PredictionServer(ThreadingHTTPServer):
             if admitted:
                 self._open_connections += 1
         if not admitted:
-            self._refuse_busy(request)
+            self.busy_refusals.refuse(request)
             return
         try:
             super().process_request(request, client_address)
@@ -186,25 +188,17 @@ class PredictionServer(ThreadingHTTPServer):
         finally:
             self._connection_closed()
 
+    def service_actions(self):
+        """Called by serve_forever() every poll interval: finish closing refused connections."""
+        self.busy_refusals.sweep()
+
+    def server_close(self):
+        super().server_close()
+        self.busy_refusals.close()
+
     def _connection_closed(self):
         with self._connections_lock:
             self._open_connections -= 1
-
-    def _refuse_busy(self, connection):
-        """Answer 503 and close, without blocking the accepting thread on a slow client."""
-        try:
-            connection.setblocking(False)
-            connection.send(self._busy_response)  # far smaller than a socket's send buffer
-            connection.shutdown(socket.SHUT_WR)
-            # What the client has sent already would make close() reset the connection, which can
-            # destroy the 503 before the client reads it.
-            with contextlib.suppress(OSError):
-                while connection.recv(65536):
-                    pass
-        except OSError:
-            pass
-        finally:
-            connection.close()
 
     # -- requests --------------------------------------------------------------------------------
     @contextlib.contextmanager
