@@ -119,6 +119,16 @@ def normal_request(port):
         return type(exc).__name__, time.monotonic() - began
 
 
+def finish(process, monitor, sockets):
+    """Close the attack's sockets, stop measuring and the server -> (peak RSS MB, monitor.worst_answer())."""
+    peak = max(monitor.rss_mb)
+    for sock in sockets:
+        sock.close()
+    monitor.stop()
+    stop_server(process)
+    return peak, monitor.worst_answer()
+
+
 def closed_by_server(sock):
     """Whether a readable socket was closed by the server (reading and dropping its answer)."""
     try:
@@ -159,12 +169,7 @@ def attack_drip(count=1000, interval=2.0):
                     sock.send(b"a")
                 except OSError:
                     pass  # closed: the selector reports it
-    peak = max(monitor.rss_mb)
-    for sock in opened:
-        sock.close()
-    monitor.stop()
-    stop_server(process)
-    slowest, statuses, failures = monitor.worst_answer()
+    peak, (slowest, statuses, failures) = finish(process, monitor, opened)
     figures = {
         "connections": count, "closed by the server": len(closed_after),
         "latest close (s after opening)": round(max(closed_after, default=float("nan")), 2),
@@ -215,12 +220,7 @@ def attack_headers(count=200, total=6 * 1024 * 1024, chunk=64 * 1024, interval=0
                 except OSError:
                     ended[i] = time.monotonic() - began
         time.sleep(interval)
-    peak = max(monitor.rss_mb)
-    for sock in sockets:
-        sock.close()
-    monitor.stop()
-    stop_server(process)
-    slowest, statuses, failures = monitor.worst_answer()
+    peak, (slowest, statuses, failures) = finish(process, monitor, sockets)
     refused = sum(1 for answer in answers if answer.startswith(b"HTTP/1.1 431"))
     closed = [e for e in ended if e is not None]
     figures = {

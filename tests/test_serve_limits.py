@@ -21,6 +21,8 @@ import pytest
 import lenet
 import nn
 from lenet.server import PredictionServer, serving_in_background
+from lenet.server.budget import MemoryBudget
+from lenet.server.errors import HTTPError
 from lenet.server.hosts import HostCheck
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -225,18 +227,19 @@ def test_bodies_beyond_the_memory_budget_get_503_with_retry_after(server):
     wait_for(lambda: server.body_memory.held == 0)  # the holder timed out or left: its share is back
 
 
-def test_a_body_larger_than_the_whole_budget_is_413():
-    from lenet.server.budget import MemoryBudget
+def test_the_memory_budget_refuses_what_does_not_fit_and_gets_back_what_was_held():
     budget = MemoryBudget(100)
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(HTTPError) as raised:  # could never fit, however long the client waited
         with budget.hold(101):
             pass
     assert raised.value.status == 413 and budget.held == 0
     with budget.hold(60):
-        with pytest.raises(Exception) as raised:
+        with pytest.raises(HTTPError) as raised:  # fits once the 60 are given back
             with budget.hold(41):
                 pass
-        assert raised.value.status == 503 and budget.held == 60
+        assert raised.value.status == 503 and raised.value.headers == {"Retry-After": "1"} and budget.held == 60
+        with budget.hold(40):
+            assert budget.held == 100
     assert budget.held == 0
 
 
