@@ -56,8 +56,8 @@ def parse_args(argv=None):
                         help="MiB of request bodies held at once per worker; more get 503 with Retry-After "
                              f"(default: {DEFAULT_BODY_MEMORY // MIB})")
     parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                        help="when listening on loopback, also answer requests whose Host header names NAME "
-                             "(repeatable; default: none, only " + ", ".join(LOOPBACK_NAMES) + ")")
+                        help="when listening on loopback, also answer requests whose Host header names NAME; "
+                             "repeatable (default: none, only " + ", ".join(LOOPBACK_NAMES) + ")")
     return parser.parse_args(argv)
 
 

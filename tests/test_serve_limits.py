@@ -399,3 +399,35 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_serve_py_says_in_one_line_that_the_port_is_in_use_and_suggests_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "serve.py", "--port", str(port)], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
+    assert "already in use" in result.stderr and "--port" in result.stderr
+
+
+def test_bind_errors_on_privileged_ports_say_so_and_suggest_port(monkeypatch):
+    # Tested on the message alone: as root (as CI often runs), binding port 80 would succeed.
+    monkeypatch.syspath_prepend(REPO_ROOT)
+    from serve import bind_error
+    message = bind_error("0.0.0.0", 80, OSError(errno.EACCES, "Permission denied"))
+    assert "below 1024" in message and "--port" in message and "\n" not in message
+    assert bind_error("127.0.0.1", 9000, OSError(errno.EACCES, "Permission denied")).endswith("Permission denied")
+
+
+def test_serve_py_help_shows_every_flags_default():
+    result = subprocess.run([sys.executable, "serve.py", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=60, stdin=subprocess.DEVNULL)
+    options = re.split(r"\n  (?=-)", result.stdout.split("options:", 1)[1])[1:]
+    flags = [option.split()[0] for option in options]
+    assert {"--model", "--host", "--port", "--workers", "--timeout", "--max-connections", "--body-memory",
+            "--allow-host"} <= set(flags)
+    for option in options:
+        if not option.startswith("-h"):
+            assert "(default:" in " ".join(option.split()), option
