@@ -113,9 +113,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             response = self._route()
         except HTTPError as exc:
             response = self._error(exc)
-        except socket.timeout:
-            response = self._error(HTTPError(408, "timed out waiting for the request body", close=True))
-        except (ConnectionError, BrokenPipeError):
+        except (ConnectionError, socket.timeout):  # the client left, or stopped reading (a 100 Continue)
             self.close_connection = True
             return
         except Exception:  # a bug: answer 500, keep the server up, leave a trace in the log
