@@ -131,12 +131,21 @@ def test_more_header_lines_than_the_cap_is_431(server):
     " folded-continuation",        # obsolete line folding (after the Host line)
     ": no name",
     "X Name: value",
+    "X-Name: a\rTransfer-Encoding: chunked",  # a lone CR: a line end to Python's header parser
+    "X-Name: a\x00b",
 ])
 def test_malformed_header_lines_are_400_and_nothing_after_them_is_ignored(server, bad_line):
     request = (f"POST /api/mnist HTTP/1.1\r\nHost: localhost\r\n{bad_line}\r\n"
                f"Content-Length: {len(PIXELS)}\r\n\r\n").encode() + PIXELS
     status, headers, answer = exchange(server, request)
     assert status == 400 and "header line" in answer["error"] and headers["connection"] == "close"
+    assert answer["error"].isprintable()
+
+
+@pytest.mark.parametrize("request_line", [b"GET /ping\rX HTTP/1.1", b"GET /ping\x00 HTTP/1.1"])
+def test_a_request_line_with_a_cr_or_nul_inside_is_400(server, request_line):
+    status, _, answer = exchange(server, request_line + b"\r\nHost: localhost\r\n\r\n")
+    assert status == 400 and "request line" in answer["error"]
 
 
 # -- Host and the request target ------------------------------------------------------------------

@@ -55,13 +55,16 @@ def read_head(rfile, connection, deadline, max_request_line, max_header_bytes, m
     Raises:
         socket.timeout: the head was not complete by ``deadline``.
         HTTPError: 414 (request line too long), 431 (headers over ``max_header_bytes`` in all or
-            more than ``max_headers`` lines), 400 (a line that is not ``name: value``).
+            more than ``max_headers`` lines), 400 (a header line that is not ``name: value``, or
+            a CR or NUL inside a line).
     """
     request_line = read_line(rfile, connection, deadline, max_request_line)
     if len(request_line) > max_request_line:
         raise HTTPError(414, f"request line longer than {max_request_line} bytes", close=True)
     if not request_line.endswith(b"\n"):
         return None
+    if _has_cr_or_nul(request_line):
+        raise HTTPError(400, "request line with a CR or NUL character inside it", close=True)
     lines, size = [], 0
     while True:
         line = read_line(rfile, connection, deadline, max_header_bytes - size)
@@ -78,7 +81,16 @@ def read_head(rfile, connection, deadline, max_request_line, max_header_bytes, m
         lines.append(line)
 
 
+def _has_cr_or_nul(line):
+    content = line[:-2] if line.endswith(b"\r\n") else line[:-1]
+    return b"\r" in content or b"\x00" in content
+
+
 def _check_header_line(line):
+    if _has_cr_or_nul(line):
+        # Python's header parser takes a lone CR for a line end, so "X: a<CR>Content-Length: 5"
+        # would be two headers here and one to a proxy in front (RFC 9110 5.5: reject it).
+        raise HTTPError(400, "header line with a CR or NUL character inside it", close=True)
     if line[:1] in (b" ", b"\t"):
         raise HTTPError(400, "header line folded onto the previous one (obsolete line folding is not accepted)",
                         close=True)
