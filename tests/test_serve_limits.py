@@ -348,6 +348,23 @@ def test_a_log_that_blocks_never_blocks_requests(model):
     assert dropped + len(logged) == 30
 
 
+def test_serve_py_answers_on_while_nobody_reads_its_stderr_pipe(tmp_path, model):
+    # A pipe holds 64 KiB: about 1,900 log lines of /ping. Then every write to stderr waits.
+    path = tmp_path / "model.npz"
+    nn.save(model, path, metadata={"test_accuracy": 0.5, "normalization": model.normalization})
+    process, host, port = start_serve("--model", str(path), "--port", "0")
+    try:
+        connection = http.client.HTTPConnection(host, port, timeout=5)
+        for _ in range(3000):
+            connection.request("GET", "/ping?stderr-not-read")
+            response = connection.getresponse()
+            assert response.status == 200 and response.read() == b'{"status":"Healthy"}'
+        connection.close()
+    finally:
+        process.kill()
+        process.communicate()
+
+
 # -- serve.py -------------------------------------------------------------------------------------
 def start_serve(*args):
     """``python serve.py ARGS`` in the background -> (process, host, port) once it serves."""
