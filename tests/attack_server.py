@@ -1,6 +1,6 @@
-"""Acceptance-size attacks on the server's limits, run by hand (not collected by pytest): loopback only.
+"""Acceptance-size attacks on the server's limits, run by hand (not collected by pytest): loopback, Linux.
 
-    python tests/attack_server.py [--attack drip headers slow] [--seconds 30]
+    python tests/attack_server.py [--attack drip headers bodies slow] [--seconds 30]
 
 Each attack starts its own ``python serve.py`` on a free loopback port, measures the server
 process's memory (RSS) and CPU and, every 0.25 s throughout, the latency of a normal client
@@ -11,6 +11,9 @@ and time; prints its figures and exits 1 if an acceptance bound of issue 9 was m
              within its head deadline (10 s), RSS growth < 100 MB, the normal client answered < 1 s.
     headers  200 connections each trying to send ~6 MB of header lines, 64 KiB every 0.5 s:
              refused (431) or closed early, RSS growth < 100 MB.
+    bodies   500 connections each declaring a 4 MiB inference body and sending 64 KiB a second
+             for 20 s: those past the body memory budget (64 MiB) refused 503 at once, RSS growth
+             < 100 MB, the normal client answered < 1 s.
     slow     the server under ``ulimit -n 1024``; 1,100 connections holding half a head (each
              reconnecting at most once a second when closed): the normal client gets 200 or a
              fast 503 (< 1 s), never a hang; the server's CPU < 30%; full service < 1 s after.
@@ -235,6 +238,48 @@ def attack_headers(count=200, total=6 * 1024 * 1024, chunk=64 * 1024, interval=0
     return figures, passed
 
 
+def attack_bodies(count=500, length=4 * 1024 * 1024, chunk=64 * 1024, interval=1.0, seconds=20.0):
+    process, port = start_server()
+    monitor = Monitor(process.pid, port)
+    monitor.start()
+    time.sleep(1.0)
+    baseline = rss_mb(process.pid)
+    head = (f"POST /v2/models/lenet5/infer HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+    sockets = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(head)
+        sock.setblocking(False)
+        sockets.append(sock)
+    answers, began = [b""] * count, time.monotonic()
+    while time.monotonic() - began < seconds:
+        for i, sock in enumerate(sockets):
+            try:
+                answers[i] += sock.recv(65536)
+            except BlockingIOError:
+                pass
+            except OSError:
+                continue
+            if not answers[i]:
+                try:
+                    sock.send(b" " * chunk)  # valid JSON whitespace, 64 KiB a second: 64 s for the body
+                except OSError:
+                    pass
+        time.sleep(interval)
+    peak, (slowest, statuses, failures) = finish(process, monitor, sockets)
+    refused = sum(1 for answer in answers if answer.startswith(b"HTTP/1.1 503"))
+    figures = {
+        "connections": count, "body declared (MiB)": length / 2 ** 20, "seconds": seconds,
+        "refused 503 at once": refused, "still being read": sum(1 for answer in answers if not answer),
+        "RSS baseline MB": round(baseline, 1), "RSS growth MB": round(peak - baseline, 1),
+        "normal client: slowest s": round(slowest, 3), "normal client: statuses": statuses,
+        "normal client: failures": failures,
+    }
+    passed = peak - baseline < 100 and failures == 0
+    return figures, passed
+
+
 def attack_slow(count=1100, seconds=30.0, descriptor_limit=1024):
     process, port = start_server(descriptor_limit)
     monitor = Monitor(process.pid, port)
@@ -298,7 +343,7 @@ def attack_slow(count=1100, seconds=30.0, descriptor_limit=1024):
     return figures, passed
 
 
-ATTACKS = {"drip": attack_drip, "headers": attack_headers, "slow": attack_slow}
+ATTACKS = {"drip": attack_drip, "headers": attack_headers, "bodies": attack_bodies, "slow": attack_slow}
 
 
 def main(argv=None):

@@ -252,6 +252,21 @@ def test_the_memory_budget_refuses_what_does_not_fit_and_gets_back_what_was_held
     assert budget.held == 0
 
 
+def test_large_bodies_leave_an_eighth_of_the_budget_to_small_ones():
+    budget = MemoryBudget(1024 * 1024)  # large bodies (over 64 KiB) may fill 896 KiB of it
+    with pytest.raises(HTTPError) as raised:
+        with budget.hold(900 * 1024):
+            pass
+    assert raised.value.status == 413
+    with budget.hold(800 * 1024):
+        with pytest.raises(HTTPError) as raised:
+            with budget.hold(100 * 1024):
+                pass
+        assert raised.value.status == 503
+        with budget.hold(64 * 1024), budget.hold(64 * 1024):  # small ones still fit beside it
+            assert budget.held == 928 * 1024
+
+
 # -- connections ----------------------------------------------------------------------------------
 def test_connections_over_the_cap_get_a_fast_503_with_retry_after(model):
     server = PredictionServer(model, port=0, request_timeout=5.0, log=None, max_connections=2)
