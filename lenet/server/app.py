@@ -6,6 +6,7 @@ deadline, idle connections a timeout), header bytes and lines, and memory for re
 held at once (``body_memory``; past it a 503). See the README's "Limits".
 """
 
+import _thread
 import contextlib
 import errno
 import socket
@@ -108,7 +109,6 @@ class PredictionServer(ThreadingHTTPServer):
             unused): how several worker processes share one port (see workers.py).
     """
 
-    daemon_threads = True  # a stalled client's thread never keeps the process from exiting
     # Connections waiting to be accepted: with socketserver's 5 (or even 128), bursts of new
     # connections overflow the queue and the dropped ones wait seconds for their retry.
     request_queue_size = socket.SOMAXCONN
@@ -177,7 +177,11 @@ class PredictionServer(ThreadingHTTPServer):
             self.busy_refusals.refuse(request)
             return
         try:
-            super().process_request(request, client_address)
+            # The low-level start: threading.Thread.start() waits until the new thread runs, which
+            # under a burst of connections (with hundreds of threads wanting the GIL) made the
+            # accepting thread, and every client queued behind the burst, wait 2-4 times longer.
+            # Like the daemon threads socketserver would start, these never delay an exit.
+            _thread.start_new_thread(self.process_request_thread, (request, client_address))
         except BaseException:  # no thread started: it will not count the connection closed
             self._connection_closed()
             raise
