@@ -334,7 +334,7 @@ def attack_slow(count=1100, seconds=30.0, descriptor_limit=1024):
     hangs = sum(1 for _, status, s in during if status not in (200, 503) or s >= 1.0)
     figures = {
         "descriptor limit": descriptor_limit, "connections attempted at once": count,
-        "held at the end": held, "503s seen by the attacker": refused_503,
+        "attacker sockets open at the end": held, "503s seen by the attacker": refused_503,
         "normal client during: statuses": statuses, "slowest s": round(slowest, 3), "hangs or > 1 s": hangs,
         "server CPU share during": round(cpu_share, 3), "RSS growth MB": round(peak - baseline, 1),
         "full service after the attack (s)": None if recovered_after is None else round(recovered_after, 3),
