@@ -249,6 +249,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             # body without a status line; every answer here has one.
             self.request_version = "HTTP/1.0"
         try:
+            # The reads before left the timeout at whatever remained of their deadline.
+            self.connection.settimeout(self.server.request_timeout)
             self.send_response(response.status)
             for name, value in SECURITY_HEADERS.items():
                 self.send_header(name, value)
