@@ -195,6 +195,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _read_body(self, length):
         """Read exactly ``length`` bytes before the body's deadline (after a 100 Continue if one was asked)."""
         if self._expects_continue:
+            self.connection.settimeout(self.server.request_timeout)
             self.send_response_only(100)
             self.end_headers()
             self.wfile.flush()
