@@ -366,9 +366,9 @@ def test_wrong_methods_are_405_with_an_allow_header(server, method, path, allowe
 def test_a_body_left_unread_is_never_taken_for_a_second_request(server, method, path):
     # The body of a refused request is itself a valid request; answering it would let a client
     # smuggle requests past whatever inspected the first one.
-    smuggled = b"GET /ping HTTP/1.1\r\nHost: test\r\n\r\n"
+    smuggled = b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n"
     with raw_connection(server) as sock:
-        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {len(smuggled)}\r\n\r\n".encode()
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(smuggled)}\r\n\r\n".encode()
                      + smuggled)
         raw = read_until_closed(sock)
     assert raw.count(b"HTTP/1.1 ") == 1, raw
@@ -382,7 +382,7 @@ def test_a_body_left_unread_is_never_taken_for_a_second_request(server, method, 
 ])
 def test_paths_that_try_to_leave_the_static_folder_are_404(server, path):
     with raw_connection(server) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
         status, _, answer = parse_raw_response(read_until_closed(sock))
     assert status == 404 and "error" in answer
 
@@ -391,7 +391,7 @@ def test_paths_that_try_to_leave_the_static_folder_are_404(server, path):
 def test_body_over_the_limit_is_413_without_being_read(server):
     with raw_connection(server) as sock:
         # Declares 5 MiB but sends only the start: an answer now proves the rest was not awaited.
-        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: test\r\nContent-Length: 5242880\r\n\r\n" + b"\x89PNG" * 16)
+        sock.sendall(b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5242880\r\n\r\n" + b"\x89PNG" * 16)
         status, headers, answer = parse_raw_response(read_until_closed(sock))
     assert status == 413 and "limit" in answer["error"] and headers["Connection"] == "close"
 
@@ -405,14 +405,14 @@ def test_body_over_the_limit_is_413_without_being_read(server):
 ])
 def test_missing_or_invalid_content_length_is_refused(server, length_header, status, message):
     with raw_connection(server) as sock:
-        sock.sendall(f"POST /api/mnist HTTP/1.1\r\nHost: test\r\n{length_header}\r\n[1, 2]".encode())
+        sock.sendall(f"POST /api/mnist HTTP/1.1\r\nHost: localhost\r\n{length_header}\r\n[1, 2]".encode())
         answer = parse_raw_response(read_until_closed(sock))
     assert answer[0] == status and message in answer[2]["error"]
 
 
 def test_body_shorter_than_content_length_times_out_with_408_while_others_are_served(impatient_server):
     with raw_connection(impatient_server) as liar:
-        liar.sendall(b"POST /api/mnist HTTP/1.1\r\nHost: test\r\nContent-Length: 4000\r\n\r\n[0, 0, 0")
+        liar.sendall(b"POST /api/mnist HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000\r\n\r\n[0, 0, 0")
         # While the server waits for the rest of that body, another client is answered.
         assert call_json(impatient_server, "GET", "/ping") == (200, {"status": "Healthy"})
         status, _, answer = parse_raw_response(read_until_closed(liar))
@@ -421,7 +421,7 @@ def test_body_shorter_than_content_length_times_out_with_408_while_others_are_se
 
 def test_body_cut_short_by_the_client_closing_is_400(server):
     with raw_connection(server) as sock:
-        sock.sendall(b"POST /api/mnist HTTP/1.1\r\nHost: test\r\nContent-Length: 4000\r\n\r\n[0, 0, 0")
+        sock.sendall(b"POST /api/mnist HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4000\r\n\r\n[0, 0, 0")
         sock.shutdown(socket.SHUT_WR)
         status, _, answer = parse_raw_response(read_until_closed(sock))
     assert status == 400 and "ended after 8 bytes" in answer["error"]
@@ -437,7 +437,7 @@ def test_client_stalling_in_its_headers_gets_408_and_blocks_no_one(impatient_ser
 
 def test_idle_keep_alive_connection_is_closed_after_the_timeout(impatient_server):
     with raw_connection(impatient_server) as sock:
-        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: test\r\n\r\n")
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n\r\n")
         raw = read_until_closed(sock)  # returns only because the server closes the idle connection
     assert raw.startswith(b"HTTP/1.1 200") and raw.count(b"HTTP/1.1") == 1
 

@@ -1,6 +1,7 @@
 """The HTTP prediction server (standard library only): the page, the course app's API, the v2 protocol.
 
-Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a 4xx status):
+Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a 4xx status, or
+503 with Retry-After when the server is full):
 
     GET  /                              the draw-a-digit page (its files under /static/)
     POST /api/mnist                     784 ints 0..255, ink on white -> {"results", "prediction", "ms"}
@@ -19,6 +20,8 @@ Start it with ``python serve.py``; in code::
         ...  # requests to server.url
 """
 
-from .app import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, PredictionServer, serving_in_background
+from .app import (DEFAULT_BODY_MEMORY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
+                  RESERVED_DESCRIPTORS, PredictionServer, raise_descriptor_limit, serving_in_background)
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_REQUEST_TIMEOUT", "PredictionServer", "serving_in_background"]
+__all__ = ["DEFAULT_BODY_MEMORY", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_REQUEST_TIMEOUT", "MAX_DEFAULT_CONNECTIONS",
+           "RESERVED_DESCRIPTORS", "PredictionServer", "raise_descriptor_limit", "serving_in_background"]

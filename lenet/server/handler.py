@@ -1,22 +1,28 @@
-"""HTTP/1.1 on top of ``http.server``: routing, bounded body reading, JSON errors, one log line each.
+"""HTTP/1.1 on top of ``http.server``: strict heads, routing, bounded body reading, JSON errors, one log line each.
 
 Every answer, errors included, is JSON with a Content-Length (so keep-alive connections stay in
 step), except the page's own files. Whatever a client sends, the worst it gets is a 4xx for its
-own request: the body is read only up to the route's limit and only until a deadline, and a
-connection whose body was left unread is closed after the answer.
+own request (or a 503 when the server is full): the head must come whole before one deadline and
+within a size cap (head.py), the body is read only up to the route's limit, within the server's
+memory budget and before a deadline scaled to its length, and a connection whose body was left
+unread is closed after the answer.
 """
 
+import io
 import re
 import socket
 import time
 import traceback
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
 from .errors import HTTPError
+from .head import read_head
 from .messages import Request, error_response
 
 MAX_REQUEST_LINE = 8192
+MIN_BODY_RATE = 64 * 1024      # bytes per second: a body gets request_timeout + its length / this
 LINGER_SECONDS = 1.0            # how long unread input is drained before closing (see _drain_input)
 LINGER_MAX_BYTES = 4 * 1024 * 1024
 
@@ -45,18 +51,16 @@ class RequestHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def handle_expect_100(self):
-        """Answer ``Expect: 100-continue`` at once: with the buffered writer it would wait for the body."""
-        result = super().handle_expect_100()
-        self.wfile.flush()
-        return result
+        """Note ``Expect: 100-continue``; the 100 is sent only once the body is known to be wanted
+        (right route, length within the limit and the memory budget: see ``_read_body``)."""
+        self._expects_continue = True
+        return True
 
     def version_string(self):
         """The Server header: this program's name only, not the Python version."""
         return self.server_version
 
     def setup(self):
-        # A socket timeout per connection: a client that stalls (idle, or mid-request) is dropped
-        # after request_timeout seconds; it only ever holds its own thread.
         self.timeout = self.server.request_timeout
         super().setup()
 
@@ -64,40 +68,86 @@ class RequestHandler(BaseHTTPRequestHandler):
     def handle_one_request(self):
         self.command, self.path, self.requestline, self.request_version = None, "", "", "HTTP/1.1"
         self._unread_body = False
-        try:
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        except (socket.timeout, OSError):
+        self._expects_continue = False
+        self._started = None
+        if not self._request_arrives():
             self.close_connection = True  # idle keep-alive connection timed out, or the client left
             return
-        if not self.raw_requestline:
+        self._started = time.perf_counter()
+        try:
+            head = read_head(self.rfile, self.connection, time.monotonic() + self.server.request_timeout,
+                             MAX_REQUEST_LINE, self.server.max_header_bytes, self.server.max_headers)
+        except HTTPError as exc:  # too long or malformed: the rest of what it sends is never read
+            self._unread_body = True
+            self._send(self._error(exc))
+            return
+        except socket.timeout:
+            self._send(self._error(HTTPError(408, f"timed out after {self.server.request_timeout:g} s "
+                                                  "waiting for the request head", close=True)))
+            return
+        except OSError:
+            head = None
+        if head is None:  # the client left mid-head
             self.close_connection = True
             return
-        self._started = time.perf_counter()
         with self.server.request_in_progress():
-            self._answer()
+            self._answer(*head)
 
-    def _answer(self):
-        """Parse, route and answer the request whose first line has been read."""
+    def _request_arrives(self):
+        """Wait (at most request_timeout s, the idle timeout) for the first byte of a request."""
         try:
-            if len(self.raw_requestline) > MAX_REQUEST_LINE:
-                raise HTTPError(414, f"request line longer than {MAX_REQUEST_LINE} bytes", close=True)
-            if not self.parse_request():  # it has answered with send_error (JSON, below)
+            self.connection.settimeout(self.server.request_timeout)
+            return bool(self.rfile.peek(1))
+        except OSError:  # includes the timeout
+            return False
+
+    def _answer(self, request_line, header_block):
+        """Parse, check, route and answer the request whose head has been read."""
+        try:
+            self.raw_requestline = request_line
+            if not self._parse(header_block):  # it has answered with send_error (JSON, below)
                 return
             if self.request_version == "HTTP/0.9":
                 raise HTTPError(505, "HTTP/0.9 is not supported: send HTTP/1.0 or HTTP/1.1", close=True)
+            self._check_host()
             response = self._route()
         except HTTPError as exc:
             response = self._error(exc)
-        except socket.timeout:
-            response = self._error(HTTPError(408, f"timed out after {self.server.request_timeout:g} s "
-                                                  "waiting for the request", close=True))
-        except (ConnectionError, BrokenPipeError):
+        except (ConnectionError, socket.timeout):  # the client left, or stopped reading (a 100 Continue)
             self.close_connection = True
             return
         except Exception:  # a bug: answer 500, keep the server up, leave a trace in the log
             self.server.log(traceback.format_exc().rstrip())
             response = self._error(HTTPError(500, "internal server error", close=True))
         self._send(response)
+
+    def _parse(self, header_block):
+        """http.server's parse_request, reading the header lines already read and checked."""
+        connection_file, self.rfile = self.rfile, io.BytesIO(header_block)
+        try:
+            return self.parse_request()
+        finally:
+            self.rfile = connection_file
+
+    def _check_host(self):
+        """HTTP/1.1 requires exactly one Host; an absolute-form target (``GET http://host/path``) names
+        the host instead (RFC 9112 3.2.2), and is routed by its path."""
+        hosts = self.headers.get_all("Host") or []
+        if self.request_version >= "HTTP/1.1" and len(hosts) != 1:
+            self._no_body()
+            raise HTTPError(400, f"HTTP/1.1 requests need exactly one Host header, got {len(hosts)}")
+        if self.path.startswith(("http://", "https://")):
+            target = urllib.parse.urlsplit(self.path)
+            if not target.netloc:
+                self._no_body()
+                raise HTTPError(400, f"absolute request target without a host: {_printable(self.path)}")
+            self.path = "/" + (target.path + ("?" + target.query if target.query else "")).lstrip("/")
+            hosts = [target.netloc]
+        for host in hosts:
+            if not self.server.host_check.allows(host):
+                self._no_body()
+                raise HTTPError(403, f"Host {_printable(host)!r} is not this server's name (it listens on "
+                                     "loopback only); start it with --allow-host NAME to answer that name")
 
     def _route(self):
         path, _, query = self.path.partition("?")
@@ -111,18 +161,18 @@ class RequestHandler(BaseHTTPRequestHandler):
             allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
             raise HTTPError(405, f"{self.command} is not allowed on {path}; allowed: {', '.join(allowed)}",
                             headers={"Allow": ", ".join(allowed)})
-        body = self._read_body(endpoint.max_body) if endpoint.max_body is not None else self._no_body()
-        request = Request(self.command, path, query, self.headers, body, self._started)
-        return endpoint.handler(self.server, request)
+        if endpoint.max_body is None:
+            request = Request(self.command, path, query, self.headers, self._no_body(), self._started)
+            return endpoint.handler(self.server, request)
+        self._unread_body = True  # until the body has been read in full
+        length = self._declared_length(endpoint.max_body)
+        # The body is counted in the memory budget from before it is read until its answer is ready.
+        with self.server.body_memory.hold(length):
+            body = self._read_body(length)
+            request = Request(self.command, path, query, self.headers, body, self._started)
+            return endpoint.handler(self.server, request)
 
     # -- the body --------------------------------------------------------------------------------
-    def _read_body(self, limit):
-        """Read exactly Content-Length bytes (at most ``limit``) before the request deadline."""
-        self._unread_body = True  # until the body has been read in full
-        body = self._read_exactly(self._declared_length(limit))
-        self._unread_body = False
-        return body
-
     def _declared_length(self, limit):
         if self.headers.get("Transfer-Encoding"):
             raise HTTPError(411, "chunked (Transfer-Encoding) bodies are not accepted: send a Content-Length",
@@ -142,8 +192,15 @@ class RequestHandler(BaseHTTPRequestHandler):
                             close=True)
         return length
 
-    def _read_exactly(self, length):
-        deadline = time.monotonic() + self.server.request_timeout
+    def _read_body(self, length):
+        """Read exactly ``length`` bytes before the body's deadline (after a 100 Continue if one was asked)."""
+        if self._expects_continue:
+            self.connection.settimeout(self.server.request_timeout)
+            self.send_response_only(100)
+            self.end_headers()
+            self.wfile.flush()
+        seconds = self.server.request_timeout + length / MIN_BODY_RATE
+        deadline = time.monotonic() + seconds
         chunks, received = [], 0
         try:
             while received < length:
@@ -158,9 +215,9 @@ class RequestHandler(BaseHTTPRequestHandler):
                 chunks.append(chunk)
                 received += len(chunk)
         except socket.timeout:
-            raise HTTPError(408, f"timed out after {self.server.request_timeout:g} s with {received} of the "
+            raise HTTPError(408, f"timed out after {seconds:.3g} s with {received} of the "
                                  f"{length} body bytes declared by Content-Length", close=True) from None
-        self.connection.settimeout(self.server.request_timeout)
+        self._unread_body = False
         return b"".join(chunks)
 
     def _no_body(self):
@@ -193,6 +250,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             # body without a status line; every answer here has one.
             self.request_version = "HTTP/1.0"
         try:
+            # The reads before left the timeout at whatever remained of their deadline.
+            self.connection.settimeout(self.server.request_timeout)
             self.send_response(response.status)
             for name, value in SECURITY_HEADERS.items():
                 self.send_header(name, value)
