@@ -314,6 +314,19 @@ def test_compressed_body_is_accepted_on_the_other_routes_too(server, model):
     np.testing.assert_allclose(json.loads(answer)["results"], model.predict((255 - pixels)[None])[0], atol=1e-6)
 
 
+def test_an_inflated_body_counts_against_the_servers_memory_budget(server, model):
+    """Inflating reserves the route's whole limit from the budget first: a full budget is a 503, not more memory."""
+    pixels = random_pixels(1, seed=8)
+    body, headers = json_request(pixels, "UINT8")
+    budget = server.body_memory
+    with budget.hold(budget.large_total - len(body) - 1024):  # room for the compressed body, not its inflation
+        status, response_headers, answer = post(server, INFER, gzip.compress(body), {**headers, "Content-Encoding": "gzip"})
+        assert status == 503 and response_headers["Retry-After"] == "1", answer
+        assert "memory budget" in json.loads(answer)["error"]
+    status, response_headers, answer = post(server, INFER, gzip.compress(body), {**headers, "Content-Encoding": "gzip"})
+    assert status == 200, answer
+
+
 GZIP_BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024), 9)  # 64 MiB of zeros in about 64 kB
 
 

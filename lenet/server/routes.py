@@ -74,9 +74,13 @@ def _decoding(handler, limit):
     @functools.wraps(handler)
     def decoded(server, request):
         encoding = request.headers.get("Content-Encoding")
-        if encoding is not None:
+        if encoding is None:
+            return handler(server, request)
+        # The inflated body may reach ``limit`` bytes beside the compressed one the handler holds:
+        # it counts against the same memory budget, reserved before inflating.
+        with server.body_memory.hold(limit, what="inflated request body"):
             request = dataclasses.replace(request, body=decode_body(request.body, encoding, limit))
-        return handler(server, request)
+            return handler(server, request)
     return decoded
 
 
