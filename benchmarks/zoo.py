@@ -6,7 +6,7 @@
     python -m benchmarks.zoo --profile            # forward and backward of one network, child by child
 
 Per network: a training step at batch 64 (forward, cross-entropy loss, backward, SGD step with
-momentum) and the inference of a batch of 1000 images, both in images per second, for the numba
+momentum and weight decay) and the inference of a batch of 1000 images, both in images per second, for the numba
 backend, the NumPy backend and PyTorch (float32, ``torch.set_num_threads(2)``) when it is
 importable. Every figure is the median of alternating blocks (see ``benchmarks.timing``); the
 table prints ours ÷ PyTorch and numba ÷ NumPy ratios from the same run.
@@ -16,7 +16,6 @@ accepts ``need_input_grad`` (PyTorch does not compute it either: the images do n
 """
 
 import argparse
-import inspect
 import os
 import sys
 import time
@@ -24,14 +23,13 @@ import time
 import numpy as np
 
 from .networks import NETWORKS, build_nn, build_torch, copy_weights, example_batch
-from .timing import measure, print_markdown_table, print_table
+from .profile import profile_training_step, skip_input_grad
+from .timing import measure, print_markdown_table
 
 TRAIN_BATCH = 64
 INFERENCE_BATCH = 1000
-
-
-def _accepts(method, keyword):
-    return keyword in inspect.signature(method).parameters
+# train.py's optimizer: the same keywords in nn.optim.SGD and torch.optim.SGD.
+SGD_SETTINGS = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
 def ours(network, backend, seed=0):
@@ -39,17 +37,17 @@ def ours(network, backend, seed=0):
     import nn
     model = build_nn(network, seed=seed)
     criterion = nn.CrossEntropyLoss()
-    optimizer = nn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = nn.optim.SGD(model.parameters(), **SGD_SETTINGS)
     x, labels = example_batch(network, TRAIN_BATCH, seed=seed)
     images, _ = example_batch(network, INFERENCE_BATCH, seed=seed + 1)
-    skip_input_grad = {"need_input_grad": False} if _accepts(model.backward, "need_input_grad") else {}
+    skip = skip_input_grad(model)
     inference_model = build_nn(network, seed=seed).eval()
 
     def step():
         with nn.use_backend(backend):
             criterion(model(x), labels)
             optimizer.zero_grad()
-            model.backward(criterion.backward(), **skip_input_grad)
+            model.backward(criterion.backward(), **skip)
             optimizer.step()
 
     def infer():
@@ -64,7 +62,7 @@ def pytorch(network, threads, seed=0):
     import torch
     torch.set_num_threads(threads)
     model = copy_weights(build_nn(network, seed=seed), build_torch(network))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    optimizer = torch.optim.SGD(model.parameters(), **SGD_SETTINGS)
     x, labels = (torch.from_numpy(a) for a in example_batch(network, TRAIN_BATCH, seed=seed))
     images = torch.from_numpy(example_batch(network, INFERENCE_BATCH, seed=seed + 1)[0])
     inference_model = copy_weights(build_nn(network, seed=seed), build_torch(network)).eval()
@@ -117,58 +115,6 @@ def zoo_table(results, contenders):
     return rows, columns
 
 
-def profile(network, backend, steps):
-    """Median time of each top-level child's forward and backward in a training step at batch 64.
-
-    A model that runs fused stages rather than its children one by one can expose them as
-    ``named_stages()`` (pairs of name and module, in forward order); the profile then times those.
-    """
-    import nn
-    model = build_nn(network, seed=0)
-    criterion = nn.CrossEntropyLoss()
-    optimizer = nn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    x, labels = example_batch(network, TRAIN_BATCH)
-    stages = list(getattr(model, "named_stages", model.named_children)())
-    times = {}
-
-    def step():
-        clock = time.perf_counter()
-
-        def lap(name):
-            nonlocal clock
-            now = time.perf_counter()
-            times.setdefault(name, []).append(now - clock)
-            clock = now
-
-        h = x
-        for name, stage in stages:
-            h = stage(h)
-            lap(f"forward  {name}")
-        criterion(h, labels)
-        optimizer.zero_grad()
-        d = criterion.backward()
-        lap("loss     forward + backward")
-        for i, (name, stage) in reversed(list(enumerate(stages))):
-            first = i == 0 and _accepts(stage.backward, "need_input_grad")
-            d = stage.backward(d, need_input_grad=False) if first else stage.backward(d)
-            lap(f"backward {name}" + (" (no dx)" if first else ""))
-        optimizer.step()
-        lap("update   SGD step")
-
-    with nn.use_backend(backend):
-        for _ in range(5):
-            step()
-        times.clear()
-        for _ in range(steps):
-            step()
-    median = {name: float(np.median(t)) for name, t in times.items()}
-    total = sum(median.values())
-    rows = [[name, f"{t * 1e6:,.0f} us", f"{100 * t / total:.0f}%"] for name, t in median.items()]
-    rows.append(["total step", f"{total * 1e6:,.0f} us", f"{TRAIN_BATCH / total:,.0f} img/s"])
-    print_table(f"Profile of a training step of {network.key} ({network.description}), {backend} backend, "
-                f"batch {TRAIN_BATCH}, median of {steps} steps per part", rows, ["part", "time", "share"])
-
-
 def _network_keys(text):
     keys = [k.strip() for k in text.split(",") if k.strip()]
     unknown = [k for k in keys if k not in NETWORKS]
@@ -207,7 +153,10 @@ def main(argv=None):
 
     if args.profile:
         for backend in backends:
-            profile(NETWORKS[args.networks[0]], backend, steps=30 if args.quick else 100)
+            network = NETWORKS[args.networks[0]]
+            x, labels = example_batch(network, TRAIN_BATCH)
+            profile_training_step(build_nn(network, seed=0), x, labels, backend, steps=30 if args.quick else 100,
+                                  title=f"Profile of a training step of {network.key} ({network.description})")
         return 0
 
     contenders = backends + (["torch"] if torch_threads else [])
