@@ -216,7 +216,7 @@ def train(args):
         start_epoch, history, best = load_checkpoint(paths["checkpoint"], model, optimizer, args)
         print(f"Resuming after epoch {start_epoch} from {paths['checkpoint']}")
 
-    augment = RandomAffine() if args.augment else None
+    augment = RandomAffine(backend=nn.get_backend()) if args.augment else None
     n_train = len(train_images)
     steps_per_epoch = math.ceil(n_train / args.batch_size)
     total_steps = steps_per_epoch * args.epochs
