@@ -22,10 +22,9 @@ import time
 
 import numpy as np
 
-from .networks import NETWORKS, build_nn, build_torch, copy_weights, example_batch
+from .networks import NETWORKS, SGD_SETTINGS, build_nn, build_torch, copy_weights, example_batch
 from .profile import profile_training_step
 from .timing import SETTLE_SECONDS, calls_per_block, median_block_seconds, print_table, warm
-from .zoo import SGD_SETTINGS
 
 # Arithmetic of LeNet5 per image, counting a multiply-add as 2 operations: the forward pass is
 # C1 172,800 + C3 307,200 + C5 61,440 + F6 20,160 + out 1,680 = 563,280; backward costs twice the

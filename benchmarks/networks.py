@@ -17,6 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 PARAMETRIZED = ("Conv2d", "Linear")  # the layers that take ``dtype`` and ``rng`` in nn
+# How the benchmarks train every network: train.py's optimizer, the same keywords in nn.optim.SGD
+# and torch.optim.SGD.
+SGD_SETTINGS = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
 def _layer(kind, *args, name=None, **kwargs):

@@ -22,14 +22,12 @@ import time
 
 import numpy as np
 
-from .networks import NETWORKS, build_nn, build_torch, copy_weights, example_batch
+from .networks import NETWORKS, SGD_SETTINGS, build_nn, build_torch, copy_weights, example_batch
 from .profile import profile_training_step, skip_input_grad
 from .timing import measure, print_markdown_table
 
 TRAIN_BATCH = 64
 INFERENCE_BATCH = 1000
-# train.py's optimizer: the same keywords in nn.optim.SGD and torch.optim.SGD.
-SGD_SETTINGS = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
 def ours(network, backend, seed=0):
@@ -41,7 +39,7 @@ def ours(network, backend, seed=0):
     x, labels = example_batch(network, TRAIN_BATCH, seed=seed)
     images, _ = example_batch(network, INFERENCE_BATCH, seed=seed + 1)
     skip = skip_input_grad(model)
-    inference_model = build_nn(network, seed=seed).eval()
+    inference_model = build_nn(network, seed=seed).eval()  # eval: keeps nothing for a backward
 
     def step():
         with nn.use_backend(backend):
