@@ -45,9 +45,9 @@ def median_block_seconds(contenders, calls, repeats):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def measure(contenders, repeats, seconds_per_block):
+def measure(contenders, repeats, seconds_per_block, warm_calls=3):
     """Warm every contender, size its blocks to about ``seconds_per_block``, return median seconds per call."""
-    warm(contenders)
+    warm(contenders, warm_calls)
     calls = {name: calls_per_block(f, seconds_per_block) for name, f in contenders.items()}
     return median_block_seconds(contenders, calls, repeats)
 
