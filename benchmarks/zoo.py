@@ -126,6 +126,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.zoo",
                                 description="Benchmark networks A-G and LeNet5 on both backends and PyTorch.")
     p.add_argument("--quick", action="store_true", help="3 shorter blocks per figure instead of 7")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="alternating blocks per figure (default: 7, quick: 3); more of them steady the medians on a busy machine")
     p.add_argument("--networks", type=_network_keys, default=list(NETWORKS),
                    help=f"comma-separated subset of {','.join(NETWORKS)} (default: all)")
     p.add_argument("--backend", choices=("numba", "numpy", "all"), default="all",
@@ -136,7 +138,8 @@ def main(argv=None):
                    help="only profile a training step of the first of --networks (default A), child by child")
     args = p.parse_args(argv)
     backends = ["numba", "numpy"] if args.backend == "all" else [args.backend]
-    repeats, seconds_per_block = (3, 0.1) if args.quick else (7, 0.25)
+    repeats = args.repeats or (3 if args.quick else 7)
+    seconds_per_block = 0.1 if args.quick else 0.25
 
     torch_threads, torch_version = 0, None
     if not args.no_torch:
