@@ -127,7 +127,7 @@ def main(argv=None):
                                 description="Benchmark networks A-G and LeNet5 on both backends and PyTorch.")
     p.add_argument("--quick", action="store_true", help="3 shorter blocks per figure instead of 7")
     p.add_argument("--repeats", type=int, default=None,
-                   help="alternating blocks per figure (default: 7, quick: 3); more of them steady the medians on a busy machine")
+                   help="alternating blocks per figure (default: 7, quick: 3); more steady a busy machine")
     p.add_argument("--networks", type=_network_keys, default=list(NETWORKS),
                    help=f"comma-separated subset of {','.join(NETWORKS)} (default: all)")
     p.add_argument("--backend", choices=("numba", "numpy", "all"), default="all",
