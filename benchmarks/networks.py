@@ -22,28 +22,28 @@ PARAMETRIZED = ("Conv2d", "Linear")  # the layers that take ``dtype`` and ``rng`
 SGD_SETTINGS = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
 
 
-def _layer(kind, *args, name=None, **kwargs):
-    return (name, kind, args, kwargs)
+def _layer(kind, *args, **kwargs):
+    return (None, kind, args, kwargs)  # unnamed: the position names it, as in a Sequential
 
 
-def conv(in_channels, out_channels, kernel_size, name=None, **kwargs):
-    return _layer("Conv2d", in_channels, out_channels, kernel_size, name=name, **kwargs)
+def conv(in_channels, out_channels, kernel_size, **kwargs):
+    return _layer("Conv2d", in_channels, out_channels, kernel_size, **kwargs)
 
 
-def relu(name=None):
-    return _layer("ReLU", name=name)
+def relu():
+    return _layer("ReLU")
 
 
-def pool(kernel_size, stride=None, name=None):
-    return _layer("MaxPool2d", kernel_size, name=name, **({} if stride is None else {"stride": stride}))
+def pool(kernel_size, stride=None):
+    return _layer("MaxPool2d", kernel_size, **({} if stride is None else {"stride": stride}))
 
 
-def flatten(name=None):
-    return _layer("Flatten", name=name)
+def flatten():
+    return _layer("Flatten")
 
 
-def linear(in_features, out_features, name=None):
-    return _layer("Linear", in_features, out_features, name=name)
+def linear(in_features, out_features):
+    return _layer("Linear", in_features, out_features)
 
 
 @dataclass(frozen=True)
