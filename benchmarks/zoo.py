@@ -127,7 +127,7 @@ def main(argv=None):
                                 description="Benchmark networks A-G and LeNet5 on both backends and PyTorch.")
     p.add_argument("--quick", action="store_true", help="3 shorter blocks per figure instead of 7")
     p.add_argument("--repeats", type=int, default=None,
-                   help="alternating blocks per figure (default: 7, quick: 3); more steady a busy machine")
+                   help="alternating blocks per figure (default: 7, quick: 3); more of them on a busy machine")
     p.add_argument("--networks", type=_network_keys, default=list(NETWORKS),
                    help=f"comma-separated subset of {','.join(NETWORKS)} (default: all)")
     p.add_argument("--backend", choices=("numba", "numpy", "all"), default="all",
@@ -148,8 +148,12 @@ def main(argv=None):
             torch_threads, torch_version = args.torch_threads, torch.__version__
         except ImportError:
             pass
-    import numba
-    print(f"Zoo benchmark: numpy {np.__version__}, numba {numba.__version__}, "
+    try:
+        import numba
+        numba_version = numba.__version__
+    except ImportError:  # nn then runs the NumPy backend for both
+        numba_version = "not installed"
+    print(f"Zoo benchmark: numpy {np.__version__}, numba {numba_version}, "
           f"PyTorch {f'{torch_version} ({torch_threads} threads)' if torch_threads else 'not compared'}, "
           f"{os.cpu_count()} cores; float32, training at batch {TRAIN_BATCH}, inference at batch {INFERENCE_BATCH}")
 
