@@ -421,7 +421,7 @@ def train(args, output):
     output["model"] = claim_run_folder(output["model"], args)
     paths = paths_for(output["model"])
 
-    augment = RandomAffine() if args.augment else None
+    augment = RandomAffine(backend=nn.get_backend()) if args.augment else None
     n_train = len(train_images)
     steps_per_epoch = math.ceil(n_train / args.batch_size)
     total_steps = steps_per_epoch * args.epochs

@@ -13,8 +13,8 @@ numba kernel, augmenting the 55,000 training images at once takes about 0.2 s on
 a tenth of a training epoch.
 """
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
@@ -61,11 +61,12 @@ def affine_maps(angles_deg, scales, shifts, shape):
     return maps
 
 
-def apply_affine(images, angles_deg, scales, shifts, fill=0.0, backend=None):
+def apply_affine(images, angles_deg, scales, shifts, fill=0.0, backend=None, launch_lock=None):
     """Transform each image of ``images`` (N, H, W) or (N, C, H, W) by its own parameters.
 
     See ``affine_maps`` for the parameters; all channels of an image get the same transform.
-    Returns an array of the same shape and dtype (uint8, float32 or float64).
+    ``backend`` and ``launch_lock`` are ``warp.warp``'s. Returns an array of the same shape and
+    dtype (uint8, float32 or float64).
     """
     images = np.asarray(images)
     if images.ndim not in (3, 4):
@@ -74,9 +75,9 @@ def apply_affine(images, angles_deg, scales, shifts, fill=0.0, backend=None):
     if maps.shape[0] != images.shape[0]:
         raise ValueError(f"apply_affine: {images.shape[0]} images but {maps.shape[0]} sets of parameters")
     if images.ndim == 3:
-        return warp(images, maps, fill, backend)
+        return warp(images, maps, fill, backend, launch_lock)
     n, channels, h, w = images.shape
-    flat = warp(images.reshape(n * channels, h, w), np.repeat(maps, channels, axis=0), fill, backend)
+    flat = warp(images.reshape(n * channels, h, w), np.repeat(maps, channels, axis=0), fill, backend, launch_lock)
     return flat.reshape(images.shape)
 
 
@@ -91,7 +92,10 @@ class RandomAffine:
         scale_range: scales are drawn uniformly from [low, high].
         fill: the value of pixels that come from outside the image (0 = MNIST's background; for
             already-normalized images use ``-mean / std``).
-        backend: "numpy", "numba" or None for ``nn``'s current backend.
+        backend: "numpy", "numba" or None for numba when it is importable (``warp.DEFAULT_BACKEND``);
+            a training script passes its framework's backend.
+        launch_lock: a lock held while the numba kernel runs on several threads (None: the warp
+            module's own); pass the lock of other parallel kernels that run in other threads.
     """
 
     max_shift: int = 2
@@ -99,6 +103,7 @@ class RandomAffine:
     scale_range: tuple = (0.9, 1.1)
     fill: float = 0.0
     backend: Optional[str] = None
+    launch_lock: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.max_shift, (int, np.integer)) or isinstance(self.max_shift, bool) or self.max_shift < 0:
@@ -122,4 +127,4 @@ class RandomAffine:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"RandomAffine: rng must be a numpy.random.Generator, got {type(rng).__name__}")
         angles, scales, shifts = self.sample(rng, np.shape(images)[0])
-        return apply_affine(images, angles, scales, shifts, self.fill, self.backend)
+        return apply_affine(images, angles, scales, shifts, self.fill, self.backend, self.launch_lock)

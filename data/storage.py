@@ -9,10 +9,9 @@ import contextlib
 import gzip
 import hashlib
 import os
+import secrets
 import zlib
 from pathlib import Path
-
-from nn.atomic import atomic_output  # noqa: F401  (re-exported: data's writers use it from here)
 
 CHUNK_SIZE = 1 << 20
 # Level 6 compresses MNIST within 2% of level 9 (gzip.open's default) at a tenth of the time.
@@ -73,6 +72,29 @@ def verify_sha256(path, expected, compressed=None, name=None):
     actual = sha256_of(path, compressed, name)
     if actual != expected:
         raise HashMismatchError(f"{name or path}: the content has SHA-256 {actual}, expected {expected}")
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``, on error delete it.
+
+    The caller writes (and may verify) the temporary file inside the ``with`` block; raising
+    there discards it and leaves ``path`` untouched. The temporary file sits in the same folder
+    because a rename is atomic only within one file system. (``nn.atomic`` has the framework's
+    own copy: ``data`` does not depend on ``nn``.)
+    """
+    path = Path(path)
+    temp_path = path.with_name(f".{path.name}.{secrets.token_hex(6)}.part")
+    # Created exclusively, with the permissions any new file gets (mode 0o666 less the umask);
+    # tempfile.mkstemp would make it private (0o600) and the final file with it.
+    os.close(os.open(temp_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        yield temp_path
+        os.replace(temp_path, path)
+    except BaseException:
+        # BaseException too: a KeyboardInterrupt mid-write must not leave the temporary file.
+        temp_path.unlink(missing_ok=True)
+        raise
 
 
 def write_bytes_atomic(path, payload):

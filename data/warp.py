@@ -16,17 +16,22 @@ pixels with weights exactly 0 and 1, so it reproduces pixels bit for bit. uint8 
 blended in floating point and rounded half up; float images keep their dtype.
 
 ``warp_numpy`` is the readable reference; ``warp_numba`` computes the same thing pixel by pixel
-in a compiled loop. ``warp`` picks one according to ``nn``'s backend.
+in a compiled loop. ``warp`` picks the one its caller names, numba by default when it is
+importable. (``data`` does not depend on ``nn``: a training script passes ``nn``'s backend in.)
 """
+
+import threading
 
 import numpy as np
 
-from nn.backend import NUMBA_AVAILABLE, get_backend
-
-if NUMBA_AVAILABLE:
+try:
     import numba
+    NUMBA_AVAILABLE = True
+except ImportError:  # pragma: no cover - exercised only on machines without numba
+    NUMBA_AVAILABLE = False
 
-    from nn.ops.parallel import drive
+BACKENDS = ("numpy", "numba")
+DEFAULT_BACKEND = "numba" if NUMBA_AVAILABLE else "numpy"
 
 
 def _check(images, maps):
@@ -122,24 +127,40 @@ if NUMBA_AVAILABLE:
 # whole epoch of images at once (train.py augments it before shuffling) splits well over the cores.
 PARALLEL_MIN_IMAGES = 2048
 
+# Parallel launches go through a lock, so that concurrent callers never nest numba's thread pool
+# (its "workqueue" threading layer aborts on that). A program that also runs other parallel
+# kernels in other threads (a framework's) passes that framework's lock as ``launch_lock``.
+_parallel_launch = threading.Lock()
 
-def warp_numba(images, maps, fill=0.0):
-    """Same as ``warp_numpy``, compiled; requires numba."""
+
+def warp_numba(images, maps, fill=0.0, launch_lock=None):
+    """Same as ``warp_numpy``, compiled; requires numba.
+
+    Jobs of at least ``PARALLEL_MIN_IMAGES`` images use numba's threads (unless it has just one),
+    holding ``launch_lock`` (by default this module's own lock) while they run.
+    """
     if not NUMBA_AVAILABLE:  # pragma: no cover - only on machines without numba
         raise RuntimeError("warp_numba: numba cannot be imported")
     maps = _check(images, maps)
     out = np.empty_like(images)
-    n = images.shape[0]
-    drive(_warp_serial, _warp_parallel, n, n, np.ascontiguousarray(images), maps, float(fill),
-          images.dtype == np.uint8, out, min_work=PARALLEL_MIN_IMAGES)
+    args = (np.ascontiguousarray(images), maps, float(fill), images.dtype == np.uint8, out)
+    if images.shape[0] < PARALLEL_MIN_IMAGES or numba.get_num_threads() < 2:
+        _warp_serial(*args)
+    else:
+        with launch_lock or _parallel_launch:
+            _warp_parallel(*args)
     return out
 
 
-def warp(images, maps, fill=0.0, backend=None):
-    """Resample with the backend ``backend`` ("numpy" or "numba"), by default ``nn``'s current one."""
-    backend = get_backend() if backend is None else backend
-    if backend == "numba" and NUMBA_AVAILABLE:
-        return warp_numba(images, maps, fill)
-    if backend not in ("numpy", "numba"):
+def warp(images, maps, fill=0.0, backend=None, launch_lock=None):
+    """Resample with ``backend`` ("numpy" or "numba"; None for ``DEFAULT_BACKEND``, numba when importable).
+
+    ``launch_lock`` serializes the numba kernel's parallel launches, see ``warp_numba``. Asked for
+    numba where it cannot be imported, the NumPy reference computes the same result.
+    """
+    backend = DEFAULT_BACKEND if backend is None else backend
+    if backend not in BACKENDS:
         raise ValueError(f"warp: backend must be 'numpy' or 'numba', got {backend!r}")
+    if backend == "numba" and NUMBA_AVAILABLE:
+        return warp_numba(images, maps, fill, launch_lock)
     return warp_numpy(images, maps, fill)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data.augment import RandomAffine, affine_maps, apply_affine
-from data.warp import PARALLEL_MIN_IMAGES, warp, warp_numba, warp_numpy
+from data.warp import DEFAULT_BACKEND, NUMBA_AVAILABLE, PARALLEL_MIN_IMAGES, warp, warp_numba, warp_numpy
 
 BACKENDS = ["numpy", "numba"]
 DTYPES = [np.uint8, np.float32, np.float64]
@@ -140,3 +140,39 @@ def test_warp_refuses_mismatched_or_unsupported_input(images, maps, error, backe
 def test_apply_affine_refuses_a_parameter_count_that_does_not_match():
     with pytest.raises(ValueError, match="2 images but 3"):
         apply_affine(random_images(0, (2, 28, 28)), *identity(3))
+
+
+def test_warp_refuses_an_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be 'numpy' or 'numba', got 'cuda'"):
+        warp(random_images(0), np.tile(np.eye(2, 3), (6, 1, 1)), backend="cuda")
+
+
+def test_without_a_backend_named_the_warp_uses_numba_when_importable():
+    assert DEFAULT_BACKEND == ("numba" if NUMBA_AVAILABLE else "numpy")
+    assert RandomAffine().backend is None  # so it follows DEFAULT_BACKEND
+
+
+class CountingLock:
+    """A stand-in for a caller's launch lock that counts how often it is held."""
+
+    def __init__(self):
+        self.held = 0
+
+    def __enter__(self):
+        self.held += 1
+
+    def __exit__(self, *exc_info):
+        return False
+
+
+@pytest.mark.parametrize("n, launches", [(50, 0), (PARALLEL_MIN_IMAGES, 1)])
+def test_the_parallel_kernel_launches_under_the_callers_lock(n, launches):
+    numba = pytest.importorskip("numba")
+    if numba.get_num_threads() < 2:
+        pytest.skip("numba has one thread: every job runs serially")
+    lock = CountingLock()
+    augment = RandomAffine(backend="numba", launch_lock=lock)
+    images = random_images(8, (n, 28, 28))
+    out = augment(images, np.random.default_rng(0))
+    assert lock.held == launches
+    np.testing.assert_array_equal(out, RandomAffine(backend="numpy")(images, np.random.default_rng(0)))

@@ -1,4 +1,4 @@
-"""Finite-difference gradient checks of every layer, and proof that the checker can fail."""
+"""Finite-difference gradient checks of every layer and of LeNet5, and proof that the checker can fail."""
 
 import os
 import subprocess
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nn
+from lenet.model import LeNet5
 from nn.gradient_check import builtin_cases, format_table
 
 CASES = builtin_cases(seed=0)
@@ -20,6 +21,18 @@ def test_every_layer_passes_gradcheck(case, backend):
     with nn.use_backend(backend):
         results = nn.gradcheck(module, inputs, max_entries=max_entries, name=name)
     assert len(results) == 1 + len(module.parameters())  # every case has one floating input
+    for r in results:
+        assert r.passed, format_table(results)
+        assert r.checked > 0 and r.max_abs_err < 1e-6
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_lenet5_passes_gradcheck(backend):
+    model = LeNet5(seed=0)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28))
+    with nn.use_backend(backend):
+        results = nn.gradcheck(model, x, max_entries=60, name="LeNet5")
+    assert [r.tensor for r in results] == ["input"] + [name for name, _ in model.named_parameters()]
     for r in results:
         assert r.passed, format_table(results)
         assert r.checked > 0 and r.max_abs_err < 1e-6
@@ -91,11 +104,21 @@ def test_max_entries_checks_a_subset():
 
 def test_command_line_checks_everything_and_exits_zero():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-m", "nn.gradcheck"], cwd=root, capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "nn.check_gradients"], cwd=root, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == f"{len(lines) - 4} passed, 0 failed"
-    for needle in ("Conv2d", "MaxPool2d", "Linear", "ReLU", "Flatten", "CrossEntropyLoss", "LeNet5"):
+    for needle in ("Conv2d", "MaxPool2d", "Linear", "ReLU", "Flatten", "CrossEntropyLoss", "Sequential"):
         assert needle in proc.stdout
     assert "FAIL" not in proc.stdout
+
+
+def test_importing_the_command_line_module_leaves_the_gradcheck_function_in_place():
+    # A fresh process: in this one, nn.check_gradients may already be imported.
+    code = ("import inspect, nn, nn.check_gradients; "
+            "assert inspect.isfunction(nn.gradcheck), nn.gradcheck; "
+            "assert nn.gradcheck is nn.gradient_check.gradcheck")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

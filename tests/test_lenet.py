@@ -118,9 +118,9 @@ def test_load_model_rejects_files_that_are_not_lenet5(tmp_path):
 
 def test_matches_pytorch_float64_when_available():
     torch = pytest.importorskip("torch")
-    from nn.bench import torch_lenet5
+    from benchmarks.networks import NETWORKS, build_torch
 
-    reference = torch_lenet5().double()
+    reference = build_torch(NETWORKS["LeNet5"], torch.float64)
     ours = LeNet5(dtype=np.float64)
     ours.load_state_dict({k: v.detach().numpy() for k, v in reference.state_dict().items()})
     rng = np.random.default_rng(0)

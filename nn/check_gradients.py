@@ -1,7 +1,8 @@
-"""``python -m nn.gradcheck``: check every layer, the loss and LeNet5 against finite differences.
+"""``python -m nn.check_gradients``: check every layer, the loss and a composed network against finite differences.
 
 Prints a table (name, tensor, shape, max abs err, max rel err, PASS/FAIL) and exits with status 1
-on any failure. The checker itself is :func:`nn.gradcheck` (in ``nn/gradient_check.py``).
+on any failure. The checker itself is the function :func:`nn.gradcheck` (in ``nn/gradient_check.py``);
+this module has another name so that importing it cannot replace that function by a module.
 """
 
 import sys
@@ -11,7 +12,7 @@ from .gradient_check import builtin_cases, format_table, gradcheck
 
 def main(argv=None):
     import argparse
-    parser = argparse.ArgumentParser(prog="python -m nn.gradcheck",
+    parser = argparse.ArgumentParser(prog="python -m nn.check_gradients",
                                      description="Check every layer's backward against finite differences.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backend", choices=["numpy", "numba"], default=None,

@@ -1,13 +1,14 @@
 """Benchmark LeNet5 training and inference, side by side with PyTorch when it is importable.
 
-    python -m nn.bench                    # everything, both backends, PyTorch if installed
-    python -m nn.bench --quick            # fewer repeats and batch sizes, an extrapolated epoch
-    python -m nn.bench --backend numba --repeats 9 --no-torch
-    python -m nn.bench --compile-time     # also: first step of a fresh process, cold and warm cache
+    python -m benchmarks.lenet                    # everything, both backends, PyTorch if installed
+    python -m benchmarks.lenet --quick            # fewer repeats and batch sizes, an extrapolated epoch
+    python -m benchmarks.lenet --backend numba --repeats 9 --no-torch
+    python -m benchmarks.lenet --compile-time     # also: first step of a fresh process, cold and warm cache
 
 Every figure is measured in blocks that alternate between the contenders (ours, then PyTorch,
-then ours again, ...), and the median block is reported, so that load from other processes
-hits all of them alike. Only ratios measured in the same run are meaningful on a shared machine.
+then ours again, ...), and the median block is reported (see ``benchmarks.timing``). Only ratios
+measured in the same run are meaningful on a shared machine. ``python -m benchmarks.zoo`` does
+the same for other networks.
 
 PyTorch is used for comparison only, never by the library: it is imported here, optionally.
 """
@@ -21,24 +22,26 @@ import time
 
 import numpy as np
 
+from .networks import NETWORKS, SGD_SETTINGS, build_nn, build_torch, copy_weights, example_batch
+from .profile import profile_training_step
+from .timing import SETTLE_SECONDS, calls_per_block, median_block_seconds, print_table, warm
+
 # Arithmetic of LeNet5 per image, counting a multiply-add as 2 operations: the forward pass is
 # C1 172,800 + C3 307,200 + C5 61,440 + F6 20,160 + out 1,680 = 563,280; backward costs twice the
 # forward (gradients of the weights and of the inputs), so a training step is 3x.
 FORWARD_FLOP = 563_280
 TRAIN_FLOP = 3 * FORWARD_FLOP
 EPOCH_IMAGES = 60_000
+LENET5 = NETWORKS["LeNet5"]
 
 
 def _ours(backend, batch, seed=0):
     import nn
-    from lenet.model import LeNet5
 
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-    labels = rng.integers(0, 10, batch)
-    model = LeNet5(seed=seed)
+    x, labels = example_batch(LENET5, batch, seed=seed)
+    model = build_nn(LENET5, seed=seed)
     criterion = nn.CrossEntropyLoss()
-    optimizer = nn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = nn.optim.SGD(model.parameters(), **SGD_SETTINGS)
 
     def step():
         with nn.use_backend(backend):
@@ -54,35 +57,13 @@ def _ours(backend, batch, seed=0):
     return step, infer, model
 
 
-def torch_lenet5():
-    """The same LeNet5 in PyTorch, with the same attribute (and so state-dict) names, for comparisons."""
-    import torch
-    from torch import nn as tnn
-
-    class TorchLeNet5(tnn.Module):
-        def __init__(self):
-            super().__init__()
-            self.C1, self.C3 = tnn.Conv2d(1, 6, 5), tnn.Conv2d(6, 16, 5)
-            self.C5, self.F6, self.out = tnn.Linear(256, 120), tnn.Linear(120, 84), tnn.Linear(84, 10)
-
-        def forward(self, x):
-            x = torch.max_pool2d(torch.relu(self.C1(x)), 2)
-            x = torch.max_pool2d(torch.relu(self.C3(x)), 2).flatten(1)
-            return self.out(torch.relu(self.F6(torch.relu(self.C5(x)))))
-
-    return TorchLeNet5()
-
-
 def _torch(batch, threads, seed=0):
     import torch
 
     torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    x = torch.tensor(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))
-    labels = torch.tensor(rng.integers(0, 10, batch))
-    model = torch_lenet5()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x, labels = (torch.from_numpy(a) for a in example_batch(LENET5, batch, seed=seed))
+    model = copy_weights(build_nn(LENET5, seed=seed), build_torch(LENET5))
+    optimizer = torch.optim.SGD(model.parameters(), **SGD_SETTINGS)
 
     def step():
         optimizer.zero_grad()
@@ -95,40 +76,6 @@ def _torch(batch, threads, seed=0):
 
     model.eval()  # no dropout or batch norm: eval changes nothing for training, but is right for inference
     return step, infer, model
-
-
-# Pause before each timed block, untimed: thread pools keep spinning after their last job (OpenBLAS's
-# for ~0.1 s, OpenMP's for milliseconds) and would steal a core from the next contender's block.
-SETTLE_SECONDS = 0.15
-
-
-def _median_block_seconds(contenders, calls, repeats):
-    """Run ``calls`` calls of each contender in turn, ``repeats`` times; median seconds per call of each."""
-    times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, f in contenders.items():
-            time.sleep(SETTLE_SECONDS)
-            start = time.perf_counter()
-            for _ in range(calls):
-                f()
-            times[name].append((time.perf_counter() - start) / calls)
-    return {name: float(np.median(t)) for name, t in times.items()}
-
-
-def _warm(contenders, calls=3):
-    for f in contenders.values():
-        for _ in range(calls):
-            f()
-
-
-def _print_table(title, rows, columns):
-    print(f"\n{title}")
-    widths = [max(len(str(r[i])) for r in rows + [columns]) for i in range(len(columns))]
-    line = "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(columns, widths)))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
 
 
 def _ratio_columns(values, names):
@@ -148,17 +95,9 @@ def bench_training(backends, torch_threads, batches, repeats, seconds_per_block)
         contenders = {b: _ours(b, batch)[0] for b in backends}
         if torch_threads:
             contenders["torch"] = _torch(batch, torch_threads)[0]
-        _warm(contenders)
-        calls = {}
-        for name, f in contenders.items():  # size each block to about seconds_per_block
-            start = time.perf_counter()
-            f()
-            calls[name] = max(1, int(seconds_per_block / max(time.perf_counter() - start, 1e-6)))
-        per_call = {name: [] for name in contenders}
-        for _ in range(repeats):
-            for name, f in contenders.items():
-                per_call[name].append(_median_block_seconds({name: f}, calls[name], 1)[name])
-        rate = {name: batch / float(np.median(t)) for name, t in per_call.items()}
+        warm(contenders)
+        calls = {name: calls_per_block(f, seconds_per_block) for name, f in contenders.items()}
+        rate = {name: batch / s for name, s in median_block_seconds(contenders, calls, repeats).items()}
         results[batch] = rate
         rows.append([str(batch)] + [f"{rate[n]:,.0f}" for n in contenders]
                     + [f"{rate[n] * TRAIN_FLOP / 1e9:.1f}" for n in contenders] + _ratio_columns(rate, contenders))
@@ -166,8 +105,8 @@ def bench_training(backends, torch_threads, batches, repeats, seconds_per_block)
     columns = (["batch"] + [f"{n} img/s" for n in names] + [f"{n} GFLOP/s" for n in names]
                + (["numba/torch"] if "numba" in names and "torch" in names else [])
                + (["numba/numpy"] if "numba" in names and "numpy" in names else []))
-    _print_table("Training step (forward, loss, backward, SGD with Nesterov momentum and weight decay), "
-                 f"median of {repeats} alternating blocks", rows, columns)
+    print_table("Training step (forward, loss, backward, SGD with Nesterov momentum and weight decay), "
+                f"median of {repeats} alternating blocks", rows, columns)
     return results
 
 
@@ -187,8 +126,8 @@ def bench_epoch(backends, torch_threads, full, rates_at_64):
         else:
             continue
         rows.append([name, f"{seconds:.2f} s", how])
-    _print_table(f"One epoch, {EPOCH_IMAGES:,} images at batch 64 (synthetic data, no augmentation)", rows,
-                 ["", "time", "how"])
+    print_table(f"One epoch, {EPOCH_IMAGES:,} images at batch 64 (synthetic data, no augmentation)", rows,
+                ["", "time", "how"])
 
 
 def bench_inference(backends, torch_threads, repeats, single_calls, big_batch):
@@ -226,11 +165,11 @@ def bench_inference(backends, torch_threads, repeats, single_calls, big_batch):
         for r, n in zip(rows, infer):
             r.append(f"{median['torch'] / median[n]:.2f}x" if n == "numba" else "")
     calls_each = len(next(iter(samples.values())))
-    _print_table(f"Inference latency, one image (eval mode, {calls_each} calls each, in alternating blocks of 100)",
-                 rows, columns)
+    print_table(f"Inference latency, one image (eval mode, {calls_each} calls each, in alternating blocks of 100)",
+                rows, columns)
 
     blocks = {name: (lambda f=f: f(big)) for name, f in infer.items()}
-    seconds = _median_block_seconds(blocks, 1, max(repeats, 3))
+    seconds = median_block_seconds(blocks, 1, max(repeats, 3))
     rate = {n: big_batch / s for n, s in seconds.items()}
     rows = [[n, f"{rate[n]:,.0f}", f"{rate[n] * FORWARD_FLOP / 1e9:.1f}"] for n in infer]
     columns = ["", "img/s", "GFLOP/s"]
@@ -238,103 +177,9 @@ def bench_inference(backends, torch_threads, repeats, single_calls, big_batch):
     if ratios:
         columns += (["numba/torch"] if "torch" in rate else []) + (["numba/numpy"] if "numpy" in rate else [])
         rows = [r + (ratios if n == "numba" else [""] * len(ratios)) for r, n in zip(rows, infer)]
-    _print_table(f"Inference throughput, batch {big_batch} (median of {max(repeats, 3)} alternating batches)",
-                 rows, columns)
+    print_table(f"Inference throughput, batch {big_batch} (median of {max(repeats, 3)} alternating batches)",
+                rows, columns)
     return median, rate
-
-
-def profile_step(backend, batch, steps):
-    """Median time of each part of a training step: forward, loss, backward per layer (or fused stage), SGD."""
-    import nn
-    from nn.ops import fused
-    from lenet.model import LeNet5
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-    labels = rng.integers(0, 10, batch)
-    model = LeNet5(seed=0)
-    criterion = nn.CrossEntropyLoss()
-    optimizer = nn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    times = {}
-    clock = [0.0]
-
-    def lap(name):
-        now = time.perf_counter()
-        times.setdefault(name, []).append(now - clock[0])
-        clock[0] = now
-
-    def fused_step():  # what LeNet5._forward_fused / _backward_fused do, one timed kernel at a time
-        m, buffers = model, model.__dict__.setdefault("_profile_buffers", {"C1": {}, "C3": {}})
-        clock[0] = time.perf_counter()
-        p2, a2 = fused.conv_relu_pool_forward(x, m.C1.weight.data, m.C1.bias.data, (2, 2), (2, 2))
-        lap("forward  C1+relu1+S2")
-        p4, a4 = fused.conv_relu_pool_forward(p2, m.C3.weight.data, m.C3.bias.data, (2, 2), (2, 2))
-        lap("forward  C3+relu3+S4")
-        flat = p4.reshape(batch, -1)
-        h5 = fused.linear_forward(flat, m.C5.weight.data, m.C5.bias.data, relu=True)
-        lap("forward  C5+relu5")
-        h6 = fused.linear_forward(h5, m.F6.weight.data, m.F6.bias.data, relu=True)
-        lap("forward  F6+relu6")
-        logits = fused.linear_forward(h6, m.out.weight.data, m.out.bias.data)
-        lap("forward  out")
-        criterion(logits, labels)
-        lap("loss     forward")
-        optimizer.zero_grad()
-        lap("update   zero_grad")
-        d = criterion.backward()
-        lap("loss     backward")
-        d = fused.linear_backward(d, h6, logits, m.out.weight.data, m.out.weight.grad, m.out.bias.grad)
-        lap("backward out")
-        d = fused.linear_backward(d, h5, h6, m.F6.weight.data, m.F6.weight.grad, m.F6.bias.grad, relu=True)
-        lap("backward F6+relu6")
-        d = fused.linear_backward(d, flat, h5, m.C5.weight.data, m.C5.weight.grad, m.C5.bias.grad, relu=True)
-        lap("backward C5+relu5")
-        d = fused.conv_relu_pool_backward(d.reshape(p4.shape), p2, p4, a4, m.C3.weight.data, m.C3.weight.grad,
-                                          m.C3.bias.grad, (2, 2), (2, 2), buffers=buffers["C3"])
-        lap("backward C3+relu3+S4")
-        fused.conv_relu_pool_backward(d, x, p2, a2, m.C1.weight.data, m.C1.weight.grad, m.C1.bias.grad, (2, 2),
-                                      (2, 2), need_input_grad=False, buffers=buffers["C1"])
-        lap("backward C1+relu1+S2 (no dx)")
-        optimizer.step()
-        lap("update   SGD step")
-
-    def layer_step():
-        layers = list(model.children())
-        clock[0] = time.perf_counter()
-        h = x
-        for name, layer in model.named_children():
-            h = layer(h)
-            lap(f"forward  {name}")
-        criterion(h, labels)
-        lap("loss     forward")
-        optimizer.zero_grad()
-        lap("update   zero_grad")
-        d = criterion.backward()
-        lap("loss     backward")
-        for name, layer in reversed(list(model.named_children())):
-            d = layer.backward(d, need_input_grad=False) if layer is layers[0] else layer.backward(d)
-            lap(f"backward {name}" + (" (no dx)" if layer is layers[0] else ""))
-        optimizer.step()
-        lap("update   SGD step")
-
-    step = fused_step if backend == "numba" else layer_step
-    with nn.use_backend(backend):
-        for _ in range(5):
-            step()
-        times.clear()
-        for _ in range(steps):
-            step()
-    median = {name: float(np.median(t)) for name, t in times.items()}
-    total = sum(median.values())
-    phases = {}
-    for name, t in median.items():
-        phases[name.split()[0]] = phases.get(name.split()[0], 0.0) + t
-    rows = [[name, f"{t * 1e6:,.0f} us", f"{100 * t / total:.0f}%"] for name, t in median.items()]
-    rows += [["", "", ""]] + [[f"total {phase}", f"{t * 1e6:,.0f} us", f"{100 * t / total:.0f}%"]
-                              for phase, t in phases.items()]
-    rows.append(["total step", f"{total * 1e6:,.0f} us", f"{batch / total:,.0f} img/s"])
-    _print_table(f"Profile of a training step, {backend} backend, batch {batch} (median of {steps} steps per part)",
-                 rows, ["part", "time", "share"])
 
 
 _FIRST_STEP = """
@@ -369,12 +214,12 @@ def bench_compile_time():
                                     capture_output=True, text=True, check=True)
             imported, first = (float(v) for v in result.stdout.split())
             rows.append([label, f"{imported:.2f} s", f"{first:.2f} s"])
-    _print_table("Start-up of a fresh process (numba backend, kernels cached in a temporary NUMBA_CACHE_DIR)",
-                 rows, ["", "import", "first train step + first inferences"])
+    print_table("Start-up of a fresh process (numba backend, kernels cached in a temporary NUMBA_CACHE_DIR)",
+                rows, ["", "import", "first train step + first inferences"])
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m nn.bench",
+    p = argparse.ArgumentParser(prog="python -m benchmarks.lenet",
                                 description="Benchmark LeNet5 training and inference, side by side with PyTorch.")
     p.add_argument("--quick", action="store_true", help="fewer repeats, batch 64 only, an extrapolated epoch")
     p.add_argument("--repeats", type=int, default=None, help="alternating blocks per figure (default: 7, quick: 3)")
@@ -405,8 +250,10 @@ def main(argv=None):
           f"{os.cpu_count()} cores; {TRAIN_FLOP / 1e6:.2f} MFLOP per training image, "
           f"{FORWARD_FLOP / 1e6:.2f} MFLOP per inference")
     if args.profile:
+        x, labels = example_batch(LENET5, 64)
         for backend in backends:
-            profile_step(backend, 64, steps=50 if args.quick else 200)
+            profile_training_step(build_nn(LENET5, seed=0), x, labels, backend, steps=50 if args.quick else 200,
+                                  title="Profile of a training step of LeNet5")
         return 0
     batches = [64] if args.quick else [32, 64, 128, 256]
     rates = bench_training(backends, torch_threads, batches, repeats, seconds_per_block=0.1 if args.quick else 0.25)
