@@ -69,7 +69,12 @@ from .parallel import drive
 from .pool_kernels import pool_channel, scatter_channel
 
 # Window rows of at least this many numbers (C * kw) go through the winners (see the module docstring).
-WINNER_MIN_ROW = 16
+WINNER_MIN_ROW = 30
+
+# Positions (images x Hp x Wp) that the forward kernel sweeps per chunk of images: enough that
+# each loop's start-up is amortized, few enough that the chunk's input and scratch stay in L2.
+CHUNK_POSITIONS = 2048
+
 
 
 @numba.njit(cache=True, inline="always", fastmath={"contract"})
@@ -82,6 +87,14 @@ def _add_kernel_row(acc, src, offset, w_row, n):
         w0, w1, w2, w3, w4 = w_row[0], w_row[1], w_row[2], w_row[3], w_row[4]
         for p in range(n):
             acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2] + w3 * s[p + 3] + w4 * s[p + 4]
+    elif w_row.shape[0] == 3:  # 3x3 kernels, the other common size, likewise
+        w0, w1, w2 = w_row[0], w_row[1], w_row[2]
+        for p in range(n):
+            acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2]
+    elif w_row.shape[0] == 2:  # the sub-kernels of 3x3 stride-2 convolutions (see ``_phases``)
+        w0, w1 = w_row[0], w_row[1]
+        for p in range(n):
+            acc[p] += w0 * s[p] + w1 * s[p + 1]
     else:
         for j in range(w_row.shape[0]):
             wj = w_row[j]
@@ -98,6 +111,10 @@ def _add_flipped_kernel_row(acc, src, offset, w_row, n):
         w0, w1, w2, w3, w4 = w_row[0], w_row[1], w_row[2], w_row[3], w_row[4]
         for q in range(n):
             acc[q] += w0 * s[q + 4] + w1 * s[q + 3] + w2 * s[q + 2] + w3 * s[q + 1] + w4 * s[q]
+    elif last == 2:
+        w0, w1, w2 = w_row[0], w_row[1], w_row[2]
+        for q in range(n):
+            acc[q] += w0 * s[q + 2] + w1 * s[q + 1] + w2 * s[q]
     else:
         for j in range(last + 1):
             wj = w_row[j]
@@ -123,6 +140,16 @@ def _correlate_kernel_row(dw_row, d, src, offset, n):
         dw_row[2] += a2
         dw_row[3] += a3
         dw_row[4] += a4
+    elif dw_row.shape[0] == 3:
+        a0 = a1 = a2 = dw_row.dtype.type(0)
+        for p in range(n):
+            g = d[p]
+            a0 += g * s[p]
+            a1 += g * s[p + 1]
+            a2 += g * s[p + 2]
+        dw_row[0] += a0
+        dw_row[1] += a1
+        dw_row[2] += a2
     else:
         for j in range(dw_row.shape[0]):
             a = dw_row.dtype.type(0)
@@ -131,51 +158,56 @@ def _correlate_kernel_row(dw_row, d, src, offset, n):
             dw_row[j] += a
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Forward
 # ---------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _conv_image(x, w, b, out, argmax, conv, width, pitch, rows, length, sh, sw, pool, relu, keep_argmax):
-    """One image. x (C, Hp*Wp) padded and flat; conv (O, (rows-1)*pitch + length) scratch; out, argmax (O, PH, PW).
+def _conv_chunk(x, w, b, out, argmax, conv, first, count, size, width, length, pool, relu, keep_argmax):
+    """Images first .. first+count-1 at once. x (C, N*Hp*Wp): every padded image of a channel one after
+    the other, ``size = Hp*Wp`` apart; conv (O, >= count*size) scratch; out, argmax (N, O, PH, PW).
 
-    ``rows`` segments of ``length`` stride-1 positions each: one long wide-row segment when
-    ``sh == 1`` (``pitch = Wp``), else one per output row (``pitch = length``), row r reading input
-    rows ``r * sh + i``. ``pool`` = (pkh, pkw, psh, psw).
+    The chunk's images are one wide row per channel (see the module docstring), so every kernel
+    row is one loop over ``length = (count - 1)*Hp*Wp + (oh - 1)*Wp + ow`` positions: small images
+    (8 x 8 after a stride-2 convolution) get loops as long as big ones, instead of paying a loop's
+    start-up for every few dozen numbers. ``pool`` = (pkh, pkw, psh, psw).
     """
     channels = x.shape[0]
     out_channels, _, kh, _ = w.shape
     pkh, pkw, psh, psw = pool
+    start = first * size
     for o in range(out_channels):
         acc = conv[o]
-        acc[:] = b[o]
+        acc[:length] = b[o]
         for c in range(channels):
             for i in range(kh):
-                for r in range(rows):
-                    _add_kernel_row(acc[r * pitch:], x[c], (r * sh + i) * width, w[o, c, i], length)
-        pool_channel(acc, pitch, sw, out[o], argmax[o], pkh, pkw, psh, psw, relu, keep_argmax)
+                _add_kernel_row(acc, x[c], start + i * width, w[o, c, i], length)
+        for k in range(count):
+            pool_channel(acc[k * size:], width, 1, out[first + k, o], argmax[first + k, o], pkh, pkw, psh, psw, relu,
+                         keep_argmax)
 
 
 @numba.njit(cache=True)
-def _forward_serial(x, w, b, out, argmax, width, pitch, rows, length, sh, sw, pool, relu, keep_argmax, chunks):
-    # One scratch for every image (chunks: unused here).
-    conv = np.empty((w.shape[0], (rows - 1) * pitch + length), dtype=x.dtype)
-    for n in range(x.shape[0]):
-        _conv_image(x[n], w, b, out[n], argmax[n], conv, width, pitch, rows, length, sh, sw, pool, relu,
+def _forward_serial(x, w, b, out, argmax, width, tail, per_chunk, pool, relu, keep_argmax):
+    n_images = out.shape[0]
+    size = x.shape[1] // n_images
+    conv = np.empty((w.shape[0], per_chunk * size), dtype=x.dtype)  # one scratch for every chunk
+    for first in range(0, n_images, per_chunk):
+        count = min(per_chunk, n_images - first)
+        _conv_chunk(x, w, b, out, argmax, conv, first, count, size, width, (count - 1) * size + tail, pool, relu,
                     keep_argmax)
 
 
 @numba.njit(cache=True, parallel=True)
-def _forward_parallel(x, w, b, out, argmax, width, pitch, rows, length, sh, sw, pool, relu, keep_argmax, chunks):
-    n_images = x.shape[0]
-    # A few chunks of consecutive images per thread, each with its own scratch: one allocation
-    # per chunk rather than per image, and still enough chunks to even out the threads' loads.
-    for chunk in numba.prange(chunks):
-        conv = np.empty((w.shape[0], (rows - 1) * pitch + length), dtype=x.dtype)
-        for n in range(chunk * n_images // chunks, (chunk + 1) * n_images // chunks):
-            _conv_image(x[n], w, b, out[n], argmax[n], conv, width, pitch, rows, length, sh, sw, pool, relu,
-                        keep_argmax)
+def _forward_parallel(x, w, b, out, argmax, width, tail, per_chunk, pool, relu, keep_argmax):
+    n_images = out.shape[0]
+    size = x.shape[1] // n_images
+    for chunk in numba.prange((n_images + per_chunk - 1) // per_chunk):
+        first = chunk * per_chunk
+        count = min(per_chunk, n_images - first)
+        conv = np.empty((w.shape[0], count * size), dtype=x.dtype)
+        _conv_chunk(x, w, b, out, argmax, conv, first, count, size, width, (count - 1) * size + tail, pool, relu,
+                    keep_argmax)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,29 +215,29 @@ def _forward_parallel(x, w, b, out, argmax, width, pitch, rows, length, sh, sw, 
 # ---------------------------------------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _scatter_image(start, size, dout, out, argmax, dconv, pitch, step, tap_offset, psh, psw, relu, pooled):
+def _scatter_image(start, size, dout, out, argmax, dconv, width, tap_offset, psh, psw, relu, pooled):
     """One image: ``dconv[:, start:start + size]`` <- each window's gradient at its winner (``scatter_channel``)."""
     for o in range(dout.shape[0]):
         segment = dconv[o, start:start + size]
         segment[:] = 0
-        scatter_channel(segment, dout[o], out[o], argmax[o], pitch, step, tap_offset, psh, psw, relu, pooled)
+        scatter_channel(segment, dout[o], out[o], argmax[o], width, 1, tap_offset, psh, psw, relu, pooled)
 
 
 @numba.njit(cache=True)
-def _scatter_serial(dout, out, argmax, dconv, lead, pitch, step, tap_offset, psh, psw, relu, pooled):
+def _scatter_serial(dout, out, argmax, dconv, lead, width, tap_offset, psh, psw, relu, pooled):
     size = (dconv.shape[1] - lead) // dout.shape[0]
     dconv[:, :lead] = 0
     for n in range(dout.shape[0]):
-        _scatter_image(lead + n * size, size, dout[n], out[n], argmax[n], dconv, pitch, step, tap_offset,
+        _scatter_image(lead + n * size, size, dout[n], out[n], argmax[n], dconv, width, tap_offset,
                        psh, psw, relu, pooled)
 
 
 @numba.njit(cache=True, parallel=True)
-def _scatter_parallel(dout, out, argmax, dconv, lead, pitch, step, tap_offset, psh, psw, relu, pooled):
+def _scatter_parallel(dout, out, argmax, dconv, lead, width, tap_offset, psh, psw, relu, pooled):
     size = (dconv.shape[1] - lead) // dout.shape[0]
     dconv[:, :lead] = 0
     for n in numba.prange(dout.shape[0]):
-        _scatter_image(lead + n * size, size, dout[n], out[n], argmax[n], dconv, pitch, step, tap_offset,
+        _scatter_image(lead + n * size, size, dout[n], out[n], argmax[n], dconv, width, tap_offset,
                        psh, psw, relu, pooled)
 
 
@@ -295,22 +327,8 @@ def _to_channels_last_parallel(x, xh, ph, pw):
         _to_channels_last_image(x[n], xh[n], ph, pw)
 
 
-@numba.njit(cache=True, inline="always")
-def _winner_corner(py, px, a, tap_row, tap_col, steps, pooled):
-    """(row, column) in the padded input where the window of the winner of pooling window (py, px) starts.
-
-    ``steps`` = (pool stride * conv stride, vertically and horizontally); ``tap_row``/``tap_col``
-    map an argmax to its tap, already times the conv stride.
-    """
-    y, x = py * steps[0], px * steps[1]
-    if pooled:
-        y += tap_row[a]
-        x += tap_col[a]
-    return y, x
-
-
 @numba.njit(cache=True, fastmath={"contract"})
-def _winner_param_grad_channel(o, dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, steps, relu, pooled):
+def _winner_param_grad_channel(o, dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, psh, psw, relu, pooled):
     """Output channel o, images in order: acc (kh, kw*cp) <- sum over winners of g * window; db[o] += sum of g.
 
     xh (N, Hp, Wp*cp) is channels last, so one kernel row of a window (all its taps and channels)
@@ -326,9 +344,10 @@ def _winner_param_grad_channel(o, dout, out, argmax, xh, acc, db, cp, tap_row, t
                     continue
                 g = dout[n, o, py, px]
                 total += g
-                a = argmax[n, o, py, px] if pooled else 0
-                y, x = _winner_corner(py, px, a, tap_row, tap_col, steps, pooled)
-                start = x * cp
+                y, start = py * psh, px * psw * cp
+                if pooled:  # 1 x 1 windows keep no argmax: the winner is the window
+                    a = argmax[n, o, py, px]
+                    y, start = y + tap_row[a], start + tap_col[a] * cp
                 for i in range(kh):
                     src = xh[n, y + i, start:start + run]
                     dst = acc[i]
@@ -338,19 +357,19 @@ def _winner_param_grad_channel(o, dout, out, argmax, xh, acc, db, cp, tap_row, t
 
 
 @numba.njit(cache=True)
-def _winner_param_grad_serial(dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, steps, relu, pooled):
+def _winner_param_grad_serial(dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, psh, psw, relu, pooled):
     for o in range(dout.shape[1]):
-        _winner_param_grad_channel(o, dout, out, argmax, xh, acc[o], db, cp, tap_row, tap_col, steps, relu, pooled)
+        _winner_param_grad_channel(o, dout, out, argmax, xh, acc[o], db, cp, tap_row, tap_col, psh, psw, relu, pooled)
 
 
 @numba.njit(cache=True, parallel=True)
-def _winner_param_grad_parallel(dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, steps, relu, pooled):
+def _winner_param_grad_parallel(dout, out, argmax, xh, acc, db, cp, tap_row, tap_col, psh, psw, relu, pooled):
     for o in numba.prange(dout.shape[1]):
-        _winner_param_grad_channel(o, dout, out, argmax, xh, acc[o], db, cp, tap_row, tap_col, steps, relu, pooled)
+        _winner_param_grad_channel(o, dout, out, argmax, xh, acc[o], db, cp, tap_row, tap_col, psh, psw, relu, pooled)
 
 
 @numba.njit(cache=True, fastmath={"contract"})
-def _winner_input_grad_image(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, steps, relu, pooled):
+def _winner_input_grad_image(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, psh, psw, relu, pooled):
     """One image: dxh (Hp, Wp*cp) channels last <- for every winner, g * its kernel (wh (O, kh, kw*cp)) there."""
     kh, run = wh.shape[1], wh.shape[2]
     dxh[:] = 0
@@ -360,9 +379,10 @@ def _winner_input_grad_image(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, s
                 if relu and not out[o, py, px] > 0:
                     continue
                 g = dout[o, py, px]
-                a = argmax[o, py, px] if pooled else 0
-                y, x = _winner_corner(py, px, a, tap_row, tap_col, steps, pooled)
-                start = x * cp
+                y, start = py * psh, px * psw * cp
+                if pooled:
+                    a = argmax[o, py, px]
+                    y, start = y + tap_row[a], start + tap_col[a] * cp
                 for i in range(kh):
                     dst = dxh[y + i, start:start + run]
                     w_row = wh[o, i]
@@ -371,15 +391,15 @@ def _winner_input_grad_image(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, s
 
 
 @numba.njit(cache=True)
-def _winner_input_grad_serial(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, steps, relu, pooled):
+def _winner_input_grad_serial(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, psh, psw, relu, pooled):
     for n in range(dout.shape[0]):
-        _winner_input_grad_image(dout[n], out[n], argmax[n], wh, dxh[n], cp, tap_row, tap_col, steps, relu, pooled)
+        _winner_input_grad_image(dout[n], out[n], argmax[n], wh, dxh[n], cp, tap_row, tap_col, psh, psw, relu, pooled)
 
 
 @numba.njit(cache=True, parallel=True)
-def _winner_input_grad_parallel(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, steps, relu, pooled):
+def _winner_input_grad_parallel(dout, out, argmax, wh, dxh, cp, tap_row, tap_col, psh, psw, relu, pooled):
     for n in numba.prange(dout.shape[0]):
-        _winner_input_grad_image(dout[n], out[n], argmax[n], wh, dxh[n], cp, tap_row, tap_col, steps, relu, pooled)
+        _winner_input_grad_image(dout[n], out[n], argmax[n], wh, dxh[n], cp, tap_row, tap_col, psh, psw, relu, pooled)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,6 +448,42 @@ def _no_bias(weight):
     return np.zeros(weight.shape[0], dtype=weight.dtype)
 
 
+def _phases(xp, stride):
+    """Padded images (N, C, Hp, Wp) -> (N, C*sh*sw, Hq, Wq): channel (c, a, b) is ``xp[:, c, a::sh, b::sw]``.
+
+    A stride-(sh, sw) convolution of ``xp`` is the stride-1 convolution of these phases with
+    ``_phase_weight(weight)``: ``w[c, i, j] * xp[oy*sh + i, ox*sw + j]`` with ``i = i'*sh + a`` and
+    ``j = j'*sw + b`` reads phase (c, a, b) at (oy + i', ox + j'). So the direct kernels never
+    compute a column they throw away; the price is the zero taps of the sub-kernels (16 for 9 at 3x3, stride 2).
+    """
+    sh, sw = stride
+    n, c, hp, wp = xp.shape
+    hq, wq = -(-hp // sh), -(-wp // sw)
+    grid = np.zeros((n, c, hq * sh, wq * sw), dtype=xp.dtype)
+    grid[:, :, :hp, :wp] = xp
+    return np.ascontiguousarray(grid.reshape(n, c, hq, sh, wq, sw).transpose(0, 1, 3, 5, 2, 4)).reshape(
+        n, c * sh * sw, hq, wq)
+
+
+def _phase_weight(weight, stride):
+    """weight (O, C, kh, kw) -> (O, C*sh*sw, ceil(kh/sh), ceil(kw/sw)), the sub-kernel of each phase (zeros past kh, kw)."""
+    sh, sw = stride
+    o, c, kh, kw = weight.shape
+    kqh, kqw = -(-kh // sh), -(-kw // sw)
+    grid = np.zeros((o, c, kqh * sh, kqw * sw), dtype=weight.dtype)
+    grid[:, :, :kh, :kw] = weight
+    return np.ascontiguousarray(grid.reshape(o, c, kqh, sh, kqw, sw).transpose(0, 1, 3, 5, 2, 4)).reshape(
+        o, c * sh * sw, kqh, kqw)
+
+
+def _unphase(phased, stride, size):
+    """The adjoint of ``_phases``: (N, C*sh*sw, Hq, Wq) -> (N, C, Hq*sh, Wq*sw) cut to ``size`` (Hp, Wp)."""
+    sh, sw = stride
+    n, cq, hq, wq = phased.shape
+    grid = phased.reshape(n, cq // (sh * sw), sh, sw, hq, wq).transpose(0, 1, 4, 2, 5, 3)
+    return grid.reshape(n, cq // (sh * sw), hq * sh, wq * sw)[:, :, :size[0], :size[1]]
+
+
 def conv_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), relu=False, pool_kernel=(1, 1), pool_stride=(1, 1),
                  keep_argmax=True):
     """``maxpool(relu(conv2d(x, weight, bias, stride, padding)))``; ReLU only if ``relu``, 1 x 1 windows = no pool.
@@ -438,22 +494,25 @@ def conv_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), relu=False, poo
     ``keep_argmax`` or without pooling (inference and 1 x 1 windows need none).
     """
     n = x.shape[0]
-    out_channels, _, kh, kw = weight.shape
-    (hp, wp), (oh, ow), (ph_, pw_) = stage_shape(x.shape, weight.shape, stride, padding, pool_kernel, pool_stride)
-    (sh, sw), (pkh, pkw) = stride, pool_kernel
+    out_channels = weight.shape[0]
+    _, (oh, ow), (ph_, pw_) = stage_shape(x.shape, weight.shape, stride, padding, pool_kernel, pool_stride)
+    (pkh, pkw) = pool_kernel
     keep_argmax = keep_argmax and pkh * pkw > 1
-    xp = _pad(x, padding)
-    if sh == 1:  # one long wide-row segment
-        rows, length, pitch = 1, (oh - 1) * wp + (ow - 1) * sw + 1, wp
-    else:  # one segment per output row: the rows between them are never computed
-        rows, length = oh, (ow - 1) * sw + 1
-        pitch = length
     out = np.empty((n, out_channels, ph_, pw_), dtype=x.dtype)
     argmax = np.empty(out.shape if keep_argmax else (n, out_channels, 0, 0), dtype=np.int32)
     bias = _no_bias(weight) if bias is None else bias
-    drive(_forward_serial, _forward_parallel, n, rows * length * weight.size * n,
-          xp.reshape(n, xp.shape[1], hp * wp), np.ascontiguousarray(weight), bias, out, argmax, wp, pitch, rows,
-          length, sh, sw, (pkh, pkw, *pool_stride), bool(relu), keep_argmax, min(n, 4 * numba.get_num_threads()))
+    weight = np.ascontiguousarray(weight)
+    xp = _pad(x, padding)
+    if stride != (1, 1):
+        xp, weight = _phases(xp, stride), _phase_weight(weight, stride)
+    channels, hp, wp = xp.shape[1:]
+    size = hp * wp
+    # Channel-major: each channel's images one after the other (no copy for one channel).
+    x_by_channel = xp.reshape(n, size) if channels == 1 else np.ascontiguousarray(xp.transpose(1, 0, 2, 3))
+    per_chunk = min(n, -(-CHUNK_POSITIONS // size))
+    drive(_forward_serial, _forward_parallel, -(-n // per_chunk), size * weight.size * n,
+          x_by_channel.reshape(channels, n * size), weight, bias, out, argmax, wp, (oh - 1) * wp + ow, per_chunk,
+          (pkh, pkw, *pool_stride), bool(relu), keep_argmax)
     return out, (argmax if keep_argmax else None)
 
 
@@ -465,37 +524,63 @@ def conv_backward(dout, x, out, argmax, weight, weight_grad, bias_grad, stride=(
     the forward input; weight and weight_grad (O, C, kh, kw); bias_grad (O,) or None. Returns dx
     (N, C, H, W), or None when ``need_input_grad`` is False (the first layer of a network: nobody
     needs d loss / d pixels). ``buffers``: a dict in which the large scratch arrays are kept from
-    one call to the next. Long window rows (C * kw >= ``WINNER_MIN_ROW``) visit the winners only,
-    short ones build the dense ``dconv`` (see the module docstring).
+    one call to the next.
     """
     dout = np.ascontiguousarray(dout)
-    n, channels, h, w = x.shape
+    n, _, h, w = x.shape
     out_channels, _, kh, kw = weight.shape
-    (hp, wp), (oh, ow), pooled_shape = stage_shape(x.shape, weight.shape, stride, padding, pool_kernel, pool_stride)
+    (hp, wp), conv_shape, pooled_shape = stage_shape(x.shape, weight.shape, stride, padding, pool_kernel,
+                                                      pool_stride)
     if dout.shape != out.shape or out.shape != (n, out_channels) + pooled_shape:
         raise ValueError(f"conv_backward: expected dout and out of shape {(n, out_channels) + pooled_shape}, "
                          f"got {dout.shape} and {out.shape}")
-    (sh, sw), (ph, pw), (pkh, pkw), (psh, psw) = stride, padding, pool_kernel, pool_stride
-    pooled = pkh * pkw > 1
     if argmax is None:
-        if pooled:
+        if pool_kernel != (1, 1):
             raise ValueError("conv_backward: a pooled stage needs the forward's argmax")
         argmax = np.empty((n, out_channels, 0, 0), dtype=np.int32)
     db = _no_bias(weight) if bias_grad is None else bias_grad
-    relu = bool(relu)
+    stage = (bool(relu), pool_kernel, pool_stride)
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    if stride == (1, 1):
+        return _direct_backward(dout, x, padding, out, argmax, weight, weight_grad, db, conv_shape, stage,
+                                need_input_grad, buffers)
+    # Strided: the stride-1 convolution of the phases (see ``_phases``), then back to x's and weight's shapes.
+    phased_weight = _phase_weight(weight, stride)
+    phased_grad = np.zeros_like(phased_weight)
+    dxq = _direct_backward(dout, _phases(_pad(x, padding), stride), (0, 0), out, argmax, phased_weight, phased_grad,
+                           db, conv_shape, stage, need_input_grad, buffers)
+    weight_grad += _unphase(phased_grad, stride, (kh, kw))
+    if dxq is None:
+        return None
+    (ph, pw) = padding
+    return np.ascontiguousarray(_unphase(dxq, stride, (hp, wp))[:, :, ph:ph + h, pw:pw + w])
+
+
+def _direct_backward(dout, x, padding, out, argmax, weight, weight_grad, db, conv_shape, stage, need_input_grad,
+                     buffers):
+    """``conv_backward`` of a stride-1 convolution of output size ``conv_shape`` by the direct kernels.
+
+    Long window rows (C * kw >= ``WINNER_MIN_ROW``) visit the winners only, short ones build the
+    dense ``dconv`` (see the module docstring).
+    """
+    n, channels, h, w = x.shape
+    out_channels, _, kh, kw = weight.shape
+    (ph, pw), (oh, ow) = padding, conv_shape
+    hp, wp = h + 2 * ph, w + 2 * pw
+    relu, (pkh, pkw), (psh, psw) = stage
+    pooled = pkh * pkw > 1
     if channels * kw >= WINNER_MIN_ROW:
-        # Channels padded to a multiple of 8: a kernel row is then kw * cp >= 32 numbers, long enough
-        # for the compiler's SIMD loop (with 30 it fell back to scalar code); the padding is zeros.
-        cp = -(-channels // 8) * 8
-        tap_row = np.repeat(np.arange(pkh), pkw) * sh  # argmax = i * pkw + j -> (i * sh, j * sw)
-        tap_col = np.tile(np.arange(pkw), pkh) * sw
-        steps = (psh * sh, psw * sw)
+        # Channels padded to a multiple of 8 with kw * cp >= 32 numbers a kernel row: long enough for
+        # the compiler's SIMD loop (with 30 or 24 it fell back to scalar code); the padding is zeros.
+        cp = max(-(-channels // 8), -(-32 // (8 * kw))) * 8
+        tap_row = np.repeat(np.arange(pkh), pkw)  # argmax = i * pkw + j -> (i, j)
+        tap_col = np.tile(np.arange(pkw), pkh)
         work = int(dout.size) * kh * kw * cp  # an upper bound: one kernel's worth per winner
         xh = buffer(buffers, "x_channels_last", (n, hp, wp, cp), x.dtype)
-        drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size, np.ascontiguousarray(x), xh, ph, pw)
+        drive(_to_channels_last_serial, _to_channels_last_parallel, n, xh.size, x, xh, ph, pw)
         acc = buffer(buffers, "weight_grad_channels_last", (out_channels, kh, kw * cp), x.dtype)
         drive(_winner_param_grad_serial, _winner_param_grad_parallel, out_channels, work,
-              dout, out, argmax, xh.reshape(n, hp, wp * cp), acc, db, cp, tap_row, tap_col, steps, relu, pooled)
+              dout, out, argmax, xh.reshape(n, hp, wp * cp), acc, db, cp, tap_row, tap_col, psh, psw, relu, pooled)
         weight_grad += acc.reshape(out_channels, kh, kw, cp)[..., :channels].transpose(0, 3, 1, 2)
         if not need_input_grad:
             return None
@@ -504,32 +589,30 @@ def conv_backward(dout, x, out, argmax, weight, weight_grad, bias_grad, stride=(
         dxh = buffer(buffers, "dx_channels_last", (n, hp, wp, cp), x.dtype)
         drive(_winner_input_grad_serial, _winner_input_grad_parallel, n, work,
               dout, out, argmax, wh.reshape(out_channels, kh, kw * cp), dxh.reshape(n, hp, wp * cp), cp,
-              tap_row, tap_col, steps, relu, pooled)
+              tap_row, tap_col, psh, psw, relu, pooled)
         return np.ascontiguousarray(dxh[:, ph:ph + h, pw:pw + w, :channels].transpose(0, 3, 1, 2))
 
     size = hp * wp
     lead = (kh - 1) * wp + (kw - 1)  # zeros before dconv, so the full convolution never reads before 0
-    # Conv output (oy, ox) sits at oy * sh * wp + ox * sw of the stride-1 grid (zeros in between).
-    tap_offset = (np.arange(pkh)[:, None] * sh * wp + np.arange(pkw) * sw).ravel()  # argmax -> offset
+    tap_offset = (np.arange(pkh)[:, None] * wp + np.arange(pkw)).ravel()  # argmax -> wide-row offset
     dconv = buffer(buffers, "dconv", (out_channels, lead + n * size), x.dtype)
     drive(_scatter_serial, _scatter_parallel, n, dconv.size,
-          dout, out, argmax, dconv, lead, sh * wp, sw, tap_offset, psh, psw, relu, pooled)
+          dout, out, argmax, dconv, lead, wp, tap_offset, psh, psw, relu, pooled)
     # x and dconv hold the whole batch per channel, image after image (see the module docstring).
     if channels == 1 and ph == pw == 0:
-        x_by_channel = np.ascontiguousarray(x).reshape(1, n * size)
+        x_by_channel = x.reshape(1, n * size)
     else:
         x_by_channel = buffer(buffers, "x_by_channel", (channels, n, hp, wp), x.dtype)
         if ph or pw:
             x_by_channel[...] = 0
         x_by_channel[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
         x_by_channel = x_by_channel.reshape(channels, n * size)
-    length = (n - 1) * size + (oh - 1) * sh * wp + (ow - 1) * sw + 1
+    length = (n - 1) * size + (oh - 1) * wp + ow
     drive(_param_grad_serial, _param_grad_parallel, out_channels * channels * kh, weight.size * length,
           x_by_channel, dconv, weight_grad, db, wp, lead, length)
     if not need_input_grad:
         return None
     dx = np.empty((n, channels, size), dtype=x.dtype)
-    drive(_input_grad_serial, _input_grad_parallel, n, weight.size * n * size,
-          dconv, np.ascontiguousarray(weight), dx, wp, lead)
+    drive(_input_grad_serial, _input_grad_parallel, n, weight.size * n * size, dconv, weight, dx, wp, lead)
     dx = dx.reshape(n, channels, hp, wp)
     return dx if ph == pw == 0 else np.ascontiguousarray(dx[:, :, ph:ph + h, pw:pw + w])
