@@ -51,6 +51,11 @@ def pool_channel(conv, pitch, step, out, argmax, pkh, pkw, psh, psw, relu, keep_
                 out[py, px] = best
                 if keep_argmax:
                     argmax[py, px] = index
+        elif pkh == 1 and pkw == 1 and psw * step == 1:  # no pooling: only the ReLU (or a copy), contiguous
+            base = py * psh * pitch
+            for px in range(pw):
+                value = conv[base + px]
+                out[py, px] = value if (value > zero or not relu) else zero
         else:
             for px in range(pw):
                 first = conv[py * psh * pitch + px * psw * step]
