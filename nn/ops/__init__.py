@@ -17,6 +17,7 @@ from . import numpy_ops
 from .numpy_ops import conv_out_size
 
 if NUMBA_AVAILABLE:
+    from . import compile_notice  # noqa: F401  (announces a cold kernel cache on stderr)
     from . import numba_ops
 else:  # pragma: no cover - only on machines without numba; get_backend() is then always "numpy"
     numba_ops = None
