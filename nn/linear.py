@@ -64,22 +64,25 @@ class Linear(Module):
         return dout @ self.weight.data if need_input_grad else None
 
     # -- the numba backend: this layer alone, or fused with the ReLU after it ----------------------
-    def fused_forward(self, x, relu=False, training=False):
+    def fused_forward(self, x, relu=False, training=False, blas_allowed=True):
         """``relu(self(x))`` (ReLU only if ``relu``) in one compiled pass: returns ``(out, kept)``.
 
         ``kept`` is what ``fused_backward`` needs if ``training``, else None (nothing is stored).
+        ``blas_allowed``: large products may go to BLAS (``nn.ops.linear_kernels.uses_blas``).
         """
         x = as_float_array("Linear", x, self.weight.dtype, ndim=2)
         self._check_features(x)
-        out = linear_kernels.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data, relu)
-        return out, (dict(x=x, out=out, relu=relu) if training else None)
+        blas = linear_kernels.uses_blas(x.shape[0], self.weight.data, blas_allowed)
+        out = linear_kernels.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data, relu,
+                                            blas)
+        return out, (dict(x=x, out=out, relu=relu, blas=blas) if training else None)
 
     def fused_backward(self, dout, kept, need_input_grad=True):
         """Backward of ``fused_forward`` from its ``kept``: accumulates the grads, returns dL/dx (or None)."""
         dout = check_dout("Linear", dout, kept["out"].shape, self.weight.dtype)
         return linear_kernels.linear_backward(dout, kept["x"], kept["out"], self.weight.data, self.weight.grad,
                                               None if self.bias is None else self.bias.grad, kept["relu"],
-                                              need_input_grad)
+                                              need_input_grad, kept["blas"])
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -249,6 +249,17 @@ def test_sequential_groups_conv_relu_pool_and_linear_relu_into_stages():
         assert all(type(s).__name__ == "LayerStage" for s in fusion.plan([conv, relu, pool]))
 
 
+def test_blas_runs_only_in_networks_without_convolutions():
+    """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both."""
+    from nn import fusion
+
+    with nn.use_backend("numba"):
+        with_conv = fusion.plan([Sequential(Conv2d(1, 2, 3)), Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
+        mlp = fusion.plan([Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
+    assert [s.blas_allowed for s in with_conv if type(s).__name__ == "LinearStage"] == [False, False]
+    assert [s.blas_allowed for s in mlp if type(s).__name__ == "LinearStage"] == [True, True]
+
+
 def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():
     from nn import fusion
 

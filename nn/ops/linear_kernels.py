@@ -3,12 +3,16 @@
 * ``linear_forward``  = ``Linear`` then, if ``relu``, ``ReLU``: y (N, out) from x (N, in).
 * ``linear_backward`` = their backward passes, the ReLU mask read from the saved output's sign.
 
-Small products (LeNet's 256 -> 120 at batch 64 is 2 million multiply-adds) cost a BLAS call more
-in overhead than in arithmetic, so they run as compiled loops: a dot product per image and output
-in the forward pass and for the input gradient, a sum over the images per output row for the
-weight gradient (each sum over the batch in image order on one thread, so the result does not
-depend on the thread count). Large ones (an MLP's 784 -> 512) go to BLAS, where the compiled loops
-fall far behind; ``BLAS_MIN_WORK`` is the crossover, measured (see docs/performance.md).
+The compiled loops: a dot product per image and output in the forward pass and for the input
+gradient, a sum over the images per output row for the weight gradient (each sum over the batch
+in image order on one thread, so the result does not depend on the thread count).
+
+Measured alone, BLAS is faster at every size (1.3x at LeNet's 256 -> 120, batch 64; 2x for an
+MLP's 784 -> 512). But OpenBLAS's worker threads keep spinning for a while after each call, and
+on a machine with as many threads as cores they then hold the core that numba's parallel
+convolution kernels need next: a network mixing both trained 2 to 3 times slower (docs/performance.md).
+So the caller says whether BLAS may run (``blas``): ``nn.fusion`` allows it only in networks
+without convolutions, and then only for products of at least ``BLAS_MIN_WORK`` multiply-adds.
 """
 
 import numba
@@ -16,9 +20,8 @@ import numpy as np
 
 from .parallel import drive
 
-# Multiply-adds (batch * in * out) from which BLAS beats the compiled loops: measured on two
-# cores, the loops win below ~1 million (LeNet's layers at batch 64: 2.0 M, 0.65 M, 0.05 M),
-# BLAS from a few million (an MLP's 784 -> 512 at batch 64: 25.7 M).
+# Multiply-adds (batch * in * out) from which a product goes to BLAS when BLAS may run: below,
+# the call's overhead and thread wake-up are most of the time (10 to 30 microseconds).
 BLAS_MIN_WORK = 4_000_000
 
 
@@ -128,18 +131,21 @@ def _no_bias(weight):
     return np.zeros(weight.shape[0], dtype=weight.dtype)
 
 
-def uses_blas(batch, weight):
-    """True if a product of ``batch`` rows with ``weight`` is large enough for BLAS (see ``BLAS_MIN_WORK``)."""
-    return batch * weight.size >= BLAS_MIN_WORK
+def uses_blas(batch, weight, blas_allowed=True):
+    """True if a product of ``batch`` rows with ``weight`` goes to BLAS: allowed, and at least ``BLAS_MIN_WORK``."""
+    return blas_allowed and batch * weight.size >= BLAS_MIN_WORK
 
 
-def linear_forward(x, weight, bias, relu=False):
-    """``y = x @ weight.T + bias``, then ``max(y, 0)`` if ``relu``. x (N, in), weight (out, in) -> y (N, out)."""
+def linear_forward(x, weight, bias, relu=False, blas=False):
+    """``y = x @ weight.T + bias``, then ``max(y, 0)`` if ``relu``. x (N, in), weight (out, in) -> y (N, out).
+
+    ``blas``: compute the product with BLAS (see ``uses_blas``), else with the compiled loops.
+    """
     x = np.ascontiguousarray(x)
     if x.ndim != 2 or x.shape[1] != weight.shape[1]:  # the kernels do no bounds checking
         raise ValueError(f"linear_forward: x {x.shape} does not fit weight {weight.shape}")
     bias = _no_bias(weight) if bias is None else bias
-    if uses_blas(x.shape[0], weight):
+    if blas:
         y = x @ weight.T
         _bias_relu(y, bias, relu)
         return y
@@ -149,15 +155,16 @@ def linear_forward(x, weight, bias, relu=False):
     return y
 
 
-def linear_backward(dy, x, y, weight, weight_grad, bias_grad, relu=False, need_input_grad=True):
+def linear_backward(dy, x, y, weight, weight_grad, bias_grad, relu=False, need_input_grad=True, blas=False):
     """Backward of ``linear_forward``: accumulates into ``weight_grad`` (out, in) and ``bias_grad`` (out,).
 
     dy, y (N, out): upstream gradient and the forward output (its sign is the ReLU mask when
     ``relu``); x (N, in) the forward input. Returns dx (N, in), or None if not ``need_input_grad``.
+    ``blas`` as in ``linear_forward``.
     """
     dy = np.ascontiguousarray(dy)
     db = _no_bias(weight) if bias_grad is None else bias_grad
-    if uses_blas(x.shape[0], weight):
+    if blas:
         g = np.empty_like(dy)
         _masked_grad(dy, y, g, db, relu)
         weight_grad += g.T @ x
