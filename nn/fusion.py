@@ -24,6 +24,7 @@ from .activation import ReLU
 from .backend import get_backend
 from .conv import Conv2d
 from .linear import Linear
+from .module import Module
 from .pool import MaxPool2d
 
 
@@ -103,3 +104,22 @@ def plan(modules):
         stages.append(stage)
         i += len(stage.layers)
     return stages
+
+
+class StageModule(Module):
+    """One stage as a ``Module`` of its own (``Sequential.named_stages``), e.g. to time stages one by one.
+
+    Its forward keeps the stage's record in training mode, as any layer does; its parameters are
+    those of the stage's layers, which it does not own (``parameters()`` is empty).
+    """
+
+    def __init__(self, stage):
+        self._stage = stage
+
+    def forward(self, x):
+        out, kept = self._stage.forward(x, self.training)
+        self._save_for_backward(kept=kept)
+        return out
+
+    def backward(self, dout, need_input_grad=True):
+        return self._stage.backward(dout, self._saved()["kept"], need_input_grad)

@@ -39,6 +39,16 @@ class Sequential(Module):
     def __iter__(self):
         return self.children()
 
+    def named_stages(self):
+        """``(name, module)`` per stage of the current backend, in forward order, for timing them one by one.
+
+        The name joins the stage's children's names ("C1+relu1+S2"); the module runs that stage
+        alone (``nn.fusion.StageModule``), with ``forward(x)`` and ``backward(dout, need_input_grad)``.
+        """
+        names = {id(m): name for name, m in self.named_children()}
+        for stage in fusion.plan(list(self.children())):
+            yield "+".join(names[id(m)] for m in stage.layers), fusion.StageModule(stage)
+
     def forward(self, x):
         """x -> the last child's output; in training mode each stage keeps what its backward needs."""
         stages = fusion.plan(list(self.children()))

@@ -249,6 +249,32 @@ def test_sequential_groups_conv_relu_pool_and_linear_relu_into_stages():
         assert all(type(s).__name__ == "LayerStage" for s in fusion.plan([conv, relu, pool]))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_named_stages_run_one_by_one_compute_what_the_network_computes(backend):
+    model = LeNet5(seed=2)
+    x = np.random.default_rng(2).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    dout = np.random.default_rng(3).standard_normal((3, 10)).astype(np.float32)
+    with nn.use_backend(backend):
+        stages = list(model.named_stages())
+        expected = {"numba": ["C1+relu1+S2", "C3+relu3+S4", "flatten", "C5+relu5", "F6+relu6", "out"],
+                    "numpy": [name for name, _ in model.named_children()]}[backend]
+        assert [name for name, _ in stages] == expected
+        y = model(x)
+        dx = model.backward(dout)
+        grads = [p.grad.copy() for p in model.parameters()]
+        model.zero_grad()
+        h = x
+        for _, stage in stages:
+            h = stage(h)
+        d = dout
+        for _, stage in reversed(stages):
+            d = stage.backward(d)
+    np.testing.assert_array_equal(h, y)
+    np.testing.assert_array_equal(d, dx)
+    for got, want in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(got.grad, want)
+
+
 def test_blas_runs_only_in_networks_without_convolutions():
     """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both."""
     from nn import fusion
