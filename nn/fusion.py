@@ -5,8 +5,8 @@
 * ``Conv2d`` [``ReLU``] [``MaxPool2d``] -> one ``ConvStage`` (``nn.ops.conv_kernels``): the
   convolution, ReLU and pooling in one pass over memory, for any stride, padding, kernel, channel
   counts and pooling windows;
-* ``Linear`` [``ReLU``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), whose large products
-  go to BLAS only in a network without convolutions (see ``plan``);
+* ``Linear`` [``ReLU``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), on BLAS in a network
+  without convolutions, on compiled loops in one with (see ``plan``);
 * anything else (``Flatten``, a lone ``ReLU`` or ``MaxPool2d``, a nested ``Sequential``, a layer
   of your own) -> a ``LayerStage``, which runs the module as it is.
 
@@ -60,15 +60,15 @@ class ConvStage:
 
 
 class LinearStage:
-    """``Linear``, then optionally ``ReLU``, in one pass; with BLAS for large products if ``blas_allowed``."""
+    """``Linear``, then optionally ``ReLU``, in one pass; its product on BLAS if ``blas``, else compiled loops."""
 
-    def __init__(self, linear, relu=None, blas_allowed=True):
-        self.linear, self.relu, self.blas_allowed = linear, relu, blas_allowed
+    def __init__(self, linear, relu=None, blas=True):
+        self.linear, self.relu, self.blas = linear, relu, blas
         self.layers = tuple(m for m in (linear, relu) if m is not None)
 
     def forward(self, x, training):
         out, kept = self.linear.fused_forward(x, relu=self.relu is not None, training=training,
-                                              blas_allowed=self.blas_allowed)
+                                              blas=self.blas)
         if training:
             for layer in self.layers:
                 layer._forget_saved()
@@ -87,9 +87,9 @@ def plan(modules):
     """The stages computing ``modules`` in order (see the module docstring): a list of stage objects."""
     if get_backend() != "numba":
         return [LayerStage(m) for m in modules]
-    # BLAS's spinning worker threads and numba's parallel convolutions slow each other down 2-3x
-    # on a machine with as many threads as cores (nn.ops.linear_kernels): no BLAS beside convolutions.
-    blas_allowed = not any(type(sub) is Conv2d for m in modules for sub in m.modules())
+    # BLAS's spinning worker threads and numba's parallel kernels slow each other down 2-3x on a
+    # machine with as many threads as cores (nn.ops.linear_kernels): one or the other per network.
+    blas = not any(type(sub) is Conv2d for m in modules for sub in m.modules())
     stages, i = [], 0
     while i < len(modules):
         layer = modules[i]
@@ -98,7 +98,7 @@ def plan(modules):
             pool = _next_if(modules, i + 1 + (relu is not None), MaxPool2d)
             stage = ConvStage(layer, relu, pool)
         elif type(layer) is Linear:
-            stage = LinearStage(layer, _next_if(modules, i + 1, ReLU), blas_allowed)
+            stage = LinearStage(layer, _next_if(modules, i + 1, ReLU), blas)
         else:
             stage = LayerStage(layer)
         stages.append(stage)

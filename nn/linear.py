@@ -64,15 +64,14 @@ class Linear(Module):
         return dout @ self.weight.data if need_input_grad else None
 
     # -- the numba backend: this layer alone, or fused with the ReLU after it ----------------------
-    def fused_forward(self, x, relu=False, training=False, blas_allowed=True):
+    def fused_forward(self, x, relu=False, training=False, blas=True):
         """``relu(self(x))`` (ReLU only if ``relu``) in one compiled pass: returns ``(out, kept)``.
 
         ``kept`` is what ``fused_backward`` needs if ``training``, else None (nothing is stored).
-        ``blas_allowed``: large products may go to BLAS (``nn.ops.linear_kernels.uses_blas``).
+        ``blas``: the product runs on BLAS, else on compiled loops (``nn.ops.linear_kernels``).
         """
         x = as_float_array("Linear", x, self.weight.dtype, ndim=2)
         self._check_features(x)
-        blas = linear_kernels.uses_blas(x.shape[0], self.weight.data, blas_allowed)
         out = linear_kernels.linear_forward(x, self.weight.data, None if self.bias is None else self.bias.data, relu,
                                             blas)
         return out, (dict(x=x, out=out, relu=relu, blas=blas) if training else None)

@@ -134,11 +134,7 @@ def test_conv_stage_without_relu_lets_the_first_nan_win_as_max_pool_does():
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("path", ["compiled loops", "BLAS"])
 @pytest.mark.parametrize("batch, in_features, out_features", [(1, 20, 7), (6, 256, 120), (13, 3, 5)])
-def test_linear_stage_matches_the_layers(monkeypatch, dtype, relu, path, batch, in_features, out_features):
-    from nn.ops import linear_kernels
-
-    # Both ways to compute it, whatever the size: all products to BLAS, or none.
-    monkeypatch.setattr(linear_kernels, "BLAS_MIN_WORK", 0 if path == "BLAS" else 10 ** 12)
+def test_linear_stage_matches_the_layers(dtype, relu, path, batch, in_features, out_features):
     rng = np.random.default_rng(3)
     linear = Linear(in_features, out_features, dtype=dtype, rng=2)
     x = rng.standard_normal((batch, in_features)).astype(dtype)
@@ -155,7 +151,7 @@ def test_linear_stage_matches_the_layers(monkeypatch, dtype, relu, path, batch, 
     linear.zero_grad()
 
     with nn.use_backend("numba"):
-        y, kept = linear.fused_forward(x, relu=relu, training=True)
+        y, kept = linear.fused_forward(x, relu=relu, training=True, blas=path == "BLAS")
         dx = linear.fused_backward(dout, kept)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype
@@ -282,8 +278,8 @@ def test_blas_runs_only_in_networks_without_convolutions():
     with nn.use_backend("numba"):
         with_conv = fusion.plan([Sequential(Conv2d(1, 2, 3)), Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
         mlp = fusion.plan([Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
-    assert [s.blas_allowed for s in with_conv if type(s).__name__ == "LinearStage"] == [False, False]
-    assert [s.blas_allowed for s in mlp if type(s).__name__ == "LinearStage"] == [True, True]
+    assert [s.blas for s in with_conv if type(s).__name__ == "LinearStage"] == [False, False]
+    assert [s.blas for s in mlp if type(s).__name__ == "LinearStage"] == [True, True]
 
 
 def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():

@@ -11,19 +11,16 @@ Measured alone, BLAS is faster at every size (1.3x at LeNet's 256 -> 120, batch 
 MLP's 784 -> 512). But OpenBLAS's worker threads keep spinning for a while after each call, and
 on a machine with as many threads as cores they then hold the core that numba's parallel
 convolution kernels need next: a network mixing both trained 2 to 3 times slower (docs/performance.md).
-So the caller says whether BLAS may run (``blas``): ``nn.fusion`` allows it only in networks
-without convolutions, and then only for products of at least ``BLAS_MIN_WORK`` multiply-adds.
+So the caller says whether BLAS runs (``blas``): ``nn.fusion`` has every product of a network
+without convolutions go to BLAS (then BLAS's threads are the only ones: even the small products go
+there, as numba's threads beside them would cost more than BLAS's call overhead), and none of a
+network with convolutions.
 """
 
 import numba
 import numpy as np
 
 from .parallel import drive
-
-# Multiply-adds (batch * in * out) from which a product goes to BLAS when BLAS may run: below,
-# the call's overhead and thread wake-up are most of the time (10 to 30 microseconds).
-BLAS_MIN_WORK = 4_000_000
-
 
 @numba.njit(cache=True, fastmath={"contract", "reassoc"})
 def _linear_row(x, w, b, y, relu):
@@ -131,15 +128,10 @@ def _no_bias(weight):
     return np.zeros(weight.shape[0], dtype=weight.dtype)
 
 
-def uses_blas(batch, weight, blas_allowed=True):
-    """True if a product of ``batch`` rows with ``weight`` goes to BLAS: allowed, and at least ``BLAS_MIN_WORK``."""
-    return blas_allowed and batch * weight.size >= BLAS_MIN_WORK
-
-
 def linear_forward(x, weight, bias, relu=False, blas=False):
     """``y = x @ weight.T + bias``, then ``max(y, 0)`` if ``relu``. x (N, in), weight (out, in) -> y (N, out).
 
-    ``blas``: compute the product with BLAS (see ``uses_blas``), else with the compiled loops.
+    ``blas``: compute the product with BLAS, else with the compiled loops (see the module docstring).
     """
     x = np.ascontiguousarray(x)
     if x.ndim != 2 or x.shape[1] != weight.shape[1]:  # the kernels do no bounds checking
