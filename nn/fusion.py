@@ -41,6 +41,14 @@ class LayerStage:
         return self.layers[0].backward(dout, need_input_grad=need_input_grad)
 
 
+def _keep(stage, kept, training):
+    """The stage keeps ``kept``; its layers' own records, stale now, are dropped (training only)."""
+    if training:
+        for layer in stage.layers:
+            layer._forget_saved()
+    return kept
+
+
 class ConvStage:
     """``Conv2d``, then optionally ``ReLU``, then optionally ``MaxPool2d``, in one pass."""
 
@@ -50,10 +58,7 @@ class ConvStage:
 
     def forward(self, x, training):
         out, kept = self.conv.fused_forward(x, relu=self.relu is not None, pool=self.pool, training=training)
-        if training:
-            for layer in self.layers:
-                layer._forget_saved()
-        return out, kept
+        return out, _keep(self, kept, training)
 
     def backward(self, dout, kept, need_input_grad):
         return self.conv.fused_backward(dout, kept, need_input_grad)
@@ -67,12 +72,8 @@ class LinearStage:
         self.layers = tuple(m for m in (linear, relu) if m is not None)
 
     def forward(self, x, training):
-        out, kept = self.linear.fused_forward(x, relu=self.relu is not None, training=training,
-                                              blas=self.blas)
-        if training:
-            for layer in self.layers:
-                layer._forget_saved()
-        return out, kept
+        out, kept = self.linear.fused_forward(x, relu=self.relu is not None, training=training, blas=self.blas)
+        return out, _keep(self, kept, training)
 
     def backward(self, dout, kept, need_input_grad):
         return self.linear.fused_backward(dout, kept, need_input_grad)

@@ -164,8 +164,9 @@ def test_linear_stage_matches_the_layers(dtype, relu, path, batch, in_features, 
 
 
 def composed_networks(dtype, seed=0):
-    """Networks of every stage kind: LeNet-like, padded, strided without pooling, overlapping
-    pooling, wide channels, a bare MLP, lone ReLU/MaxPool2d, layers without bias, a nested Sequential."""
+    """Networks of every stage kind: LeNet5 itself, LeNet-like padded, strided without pooling,
+    overlapping pooling, wide channels, a bare MLP, lone ReLU/MaxPool2d, layers without bias, a
+    nested Sequential."""
     def conv(*args, **kwargs):
         return Conv2d(*args, dtype=dtype, rng=seed, **kwargs)
 
@@ -173,6 +174,7 @@ def composed_networks(dtype, seed=0):
         return Linear(*args, dtype=dtype, rng=seed, **kwargs)
 
     return {
+        "lenet5": ((1, 28, 28), LeNet5(seed=seed, dtype=dtype)),
         "lenet-padded": ((1, 16, 16), Sequential(
             conv(1, 4, 5, padding=2), ReLU(), MaxPool2d(2), conv(4, 6, 3), ReLU(), MaxPool2d(2),
             Flatten(), linear(54, 20), ReLU(), linear(20, 10))),
@@ -327,36 +329,6 @@ def test_every_module_skips_the_input_gradient_on_request(module, x_shape, backe
             np.testing.assert_array_equal(p.grad, g)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch", [1, 7])
-def test_lenet_fused_path_matches_the_layer_by_layer_path(dtype, batch):
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(dtype)
-    labels = rng.integers(0, 10, batch)
-    model = LeNet5(seed=5, dtype=dtype)
-    loss, dx, grads = training_step(model, x, labels, "numpy")
-    fused_loss, fused_dx, fused_grads = training_step(model, x, labels, "numba")
-    tol = TOLERANCE[dtype]
-    assert fused_loss == pytest.approx(loss, rel=tol)
-    np.testing.assert_allclose(fused_dx, dx, rtol=tol, atol=tol)
-    for (name, _), got, want in zip(model.named_parameters(), fused_grads, grads):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=name)
-    # Skipping the image gradient changes none of the parameter gradients.
-    _, nothing, skipped_grads = training_step(model, x, labels, "numba", need_input_grad=False)
-    assert nothing is None
-    for got, want in zip(skipped_grads, fused_grads):
-        np.testing.assert_array_equal(got, want)
-    with nn.use_backend("numpy"):
-        _, nothing, _ = training_step(model, x, labels, "numpy", need_input_grad=False)
-    assert nothing is None
-    model.eval()
-    with nn.use_backend("numba"):
-        fused_logits = model(x)
-    with nn.use_backend("numpy"):
-        logits = model(x)
-    np.testing.assert_allclose(fused_logits, logits, rtol=tol, atol=tol)
-
-
 def test_lenet_eval_forward_keeps_nothing_and_backward_then_fails():
     model = LeNet5(seed=0).eval()
     x = np.zeros((2, 1, 28, 28), dtype=np.float32)
@@ -424,7 +396,7 @@ def test_training_gives_the_same_bits_on_one_thread_as_on_all(name):
     import numba
 
     def network():
-        return ((1, 28, 28), LeNet5(seed=8)) if name == "lenet5" else composed_networks(np.float32, seed=8)[name]
+        return composed_networks(np.float32, seed=8)[name]
 
     shape, _ = network()
     rng = np.random.default_rng(7)

@@ -449,12 +449,15 @@ def _no_bias(weight):
 
 
 def _phases(xp, stride):
-    """Padded images (N, C, Hp, Wp) -> (N, C*sh*sw, Hq, Wq): channel (c, a, b) is ``xp[:, c, a::sh, b::sw]``.
+    """Padded images (N, C, Hp, Wp) -> (N, C*sh*sw, Hq, Wq): channel (c, a, b) is ``xp[:, c, a::sh, b::sw]``,
+    with zeros past the image (``Hq = ceil(Hp / sh)``, ``Wq = ceil(Wp / sw)``).
 
-    A stride-(sh, sw) convolution of ``xp`` is the stride-1 convolution of these phases with
-    ``_phase_weight(weight)``: ``w[c, i, j] * xp[oy*sh + i, ox*sw + j]`` with ``i = i'*sh + a`` and
+    A stride-(sh, sw) convolution of ``xp`` is the stride-1 convolution of these phases with the
+    phases of the weight (O, C, kh, kw) -> (O, C*sh*sw, ceil(kh/sh), ceil(kw/sw)), the same
+    rearrangement: ``w[c, i, j] * xp[oy*sh + i, ox*sw + j]`` with ``i = i'*sh + a`` and
     ``j = j'*sw + b`` reads phase (c, a, b) at (oy + i', ox + j'). So the direct kernels never
-    compute a column they throw away; the price is the zero taps of the sub-kernels (16 for 9 at 3x3, stride 2).
+    compute a column they throw away; the price is the zero taps of the sub-kernels (16 for 9 at
+    3x3, stride 2).
     """
     sh, sw = stride
     n, c, hp, wp = xp.shape
@@ -463,17 +466,6 @@ def _phases(xp, stride):
     grid[:, :, :hp, :wp] = xp
     return np.ascontiguousarray(grid.reshape(n, c, hq, sh, wq, sw).transpose(0, 1, 3, 5, 2, 4)).reshape(
         n, c * sh * sw, hq, wq)
-
-
-def _phase_weight(weight, stride):
-    """weight (O, C, kh, kw) -> (O, C*sh*sw, ceil(kh/sh), ceil(kw/sw)), the sub-kernel of each phase (zeros past kh, kw)."""
-    sh, sw = stride
-    o, c, kh, kw = weight.shape
-    kqh, kqw = -(-kh // sh), -(-kw // sw)
-    grid = np.zeros((o, c, kqh * sh, kqw * sw), dtype=weight.dtype)
-    grid[:, :, :kh, :kw] = weight
-    return np.ascontiguousarray(grid.reshape(o, c, kqh, sh, kqw, sw).transpose(0, 1, 3, 5, 2, 4)).reshape(
-        o, c * sh * sw, kqh, kqw)
 
 
 def _unphase(phased, stride, size):
@@ -504,7 +496,7 @@ def conv_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), relu=False, poo
     weight = np.ascontiguousarray(weight)
     xp = _pad(x, padding)
     if stride != (1, 1):
-        xp, weight = _phases(xp, stride), _phase_weight(weight, stride)
+        xp, weight = _phases(xp, stride), _phases(weight, stride)
     channels, hp, wp = xp.shape[1:]
     size = hp * wp
     # Channel-major: each channel's images one after the other (no copy for one channel).
@@ -545,7 +537,7 @@ def conv_backward(dout, x, out, argmax, weight, weight_grad, bias_grad, stride=(
         return _direct_backward(dout, x, padding, out, argmax, weight, weight_grad, db, conv_shape, stage,
                                 need_input_grad, buffers)
     # Strided: the stride-1 convolution of the phases (see ``_phases``), then back to x's and weight's shapes.
-    phased_weight = _phase_weight(weight, stride)
+    phased_weight = _phases(weight, stride)
     phased_grad = np.zeros_like(phased_weight)
     dxq = _direct_backward(dout, _phases(_pad(x, padding), stride), (0, 0), out, argmax, phased_weight, phased_grad,
                            db, conv_shape, stage, need_input_grad, buffers)
