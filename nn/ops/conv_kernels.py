@@ -16,13 +16,16 @@ rows Wp wide, every tap becomes one long, contiguous loop over p::
     conv[o, p] += w[o, c, i, j] * flat[c, i * Wp + j + p]      for p in 0 .. L-1
 
 Long contiguous loops are what the compiler turns into SIMD instructions; the price is the
-``kw - 1`` throw-away columns at the end of each row. A vertical stride ``sh > 1`` computes only
-the rows it keeps, one segment per output row; a horizontal stride ``sw > 1`` computes every
-column and keeps one in ``sw`` (so strided convolutions pay ``sw`` times the arithmetic; ``Conv2d``
-sends them to im2col + BLAS when that is cheaper, see ``nn.conv``). Either way, conv output
-(oy, ox) sits at ``oy * pitch + ox * sw`` in the scratch, and pooling reads its windows from
-there (``pool_kernels``). The taps of one kernel row are summed in one expression
-(``_add_kernel_row``), so the accumulator is loaded and stored once per kernel row, not per tap.
+``kw - 1`` throw-away columns at the end of each row. The forward goes one step further and lays
+a chunk of images end to end (``CHUNK_POSITIONS``), each channel one wide row over the chunk, so
+a kernel row is one loop over the whole chunk: small maps (8 x 8 after a stride-2 convolution)
+get loops as long as big ones instead of paying a loop start-up for every few dozen numbers. The
+taps of one kernel row are summed in one expression (``_add_kernel_row``, spelled out for 2, 3
+and 5 taps), so the accumulator is loaded and stored once per kernel row, not per tap. Pooling
+(and ReLU) then read the windows from that scratch (``pool_kernels``).
+
+A stride (sh, sw) > 1 is turned into stride 1 first: the convolution of the input's sh x sw
+*phases* with the phases of the kernel (``_phases``), so no column is computed to be thrown away.
 
 Backward through ReLU and max pooling
 -------------------------------------
@@ -41,7 +44,7 @@ Two ways to do those sums, chosen by how long one row of a window is (C * kw num
   channels-last copy of x, one kernel row of a window, all taps and channels, is one contiguous
   run, so each winner costs kh short SIMD loops, and the zeros of dconv cost nothing (``_winner_*``).
 * Short rows (C1: 1 x 5): runs of 5 are too short for SIMD and the per-winner overhead would
-  dominate. Instead dconv is built in full on the stride-1 grid of the padded input, laid out
+  dominate. Instead dconv is built in full, in wide rows of the padded input, laid out
   channel-major over the whole batch (``dconv[o, lead + n * Hp*Wp + p]``), and the sums become
   long dense loops: ``dW[o, c, i, j] = sum_t dconv[o, t] * x[c, i * Wp + j + t]`` is one
   correlation over the whole batch per kernel row, and dx one full convolution per image (``_conv_*``).
@@ -69,6 +72,8 @@ from .parallel import drive
 from .pool_kernels import pool_channel, scatter_channel
 
 # Window rows of at least this many numbers (C * kw) go through the winners (see the module docstring).
+# Measured at batch 64: 24 (8 channels x 3 taps) was 3.8x faster dense, 30 (6 x 5) 3.6x faster by
+# the winners, and 80 to 96 1.3x to 3.4x faster by the winners.
 WINNER_MIN_ROW = 30
 
 # Positions (images x Hp x Wp) that the forward kernel sweeps per chunk of images: enough that
@@ -183,7 +188,7 @@ def _conv_chunk(x, w, b, out, argmax, conv, first, count, size, width, length, p
             for i in range(kh):
                 _add_kernel_row(acc, x[c], start + i * width, w[o, c, i], length)
         for k in range(count):
-            pool_channel(acc[k * size:], width, 1, out[first + k, o], argmax[first + k, o], pkh, pkw, psh, psw, relu,
+            pool_channel(acc[k * size:], width, out[first + k, o], argmax[first + k, o], pkh, pkw, psh, psw, relu,
                          keep_argmax)
 
 
@@ -220,7 +225,7 @@ def _scatter_image(start, size, dout, out, argmax, dconv, width, tap_offset, psh
     for o in range(dout.shape[0]):
         segment = dconv[o, start:start + size]
         segment[:] = 0
-        scatter_channel(segment, dout[o], out[o], argmax[o], width, 1, tap_offset, psh, psw, relu, pooled)
+        scatter_channel(segment, dout[o], out[o], argmax[o], width, tap_offset, psh, psw, relu, pooled)
 
 
 @numba.njit(cache=True)
