@@ -20,6 +20,8 @@ A stage's ``forward(x, training)`` returns ``(output, kept)``; ``kept`` is what 
 record and clears its layers' (a layer's record would be stale): backward goes through the stage.
 """
 
+import functools
+
 from .activation import ReLU
 from .backend import get_backend
 from .conv import Conv2d
@@ -85,9 +87,18 @@ def _next_if(modules, i, cls):
 
 
 def plan(modules):
-    """The stages computing ``modules`` in order (see the module docstring): a list of stage objects."""
-    if get_backend() != "numba":
-        return [LayerStage(m) for m in modules]
+    """The stages computing ``modules`` in order (see the module docstring): a list of stage objects.
+
+    Stages hold no state of their own (what a forward keeps is returned to the caller), so one plan
+    serves every call and every thread; it is remembered per backend and sequence of modules.
+    """
+    return list(_plan(get_backend(), tuple(modules)))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(backend, modules):
+    if backend != "numba":
+        return tuple(LayerStage(m) for m in modules)
     # BLAS's spinning worker threads and numba's parallel kernels slow each other down 2-3x on a
     # machine with as many threads as cores (nn.ops.linear_kernels): one or the other per network.
     blas = not any(type(sub) is Conv2d for m in modules for sub in m.modules())
@@ -104,7 +115,7 @@ def plan(modules):
             stage = LayerStage(layer)
         stages.append(stage)
         i += len(stage.layers)
-    return stages
+    return tuple(stages)
 
 
 class StageModule(Module):

@@ -186,9 +186,12 @@ def _conv_chunk(x, w, b, out, argmax, xc, conv, first, count, width, tail, pool,
     out_channels, _, kh, _ = w.shape
     pkh, pkw, psh, psw = pool
     length = (count - 1) * size + tail
-    for c in range(channels):
-        for k in range(count):
-            xc[c, k * size:(k + 1) * size] = x[first + k, c]
+    if count == 1:
+        xc = x[first]  # one image is already one wide row per channel
+    else:
+        for c in range(channels):
+            for k in range(count):
+                xc[c, k * size:(k + 1) * size] = x[first + k, c]
     for o in range(out_channels):
         acc = conv[o]
         acc[:length] = b[o]
