@@ -20,8 +20,6 @@ A stage's ``forward(x, training)`` returns ``(output, kept)``; ``kept`` is what 
 record and clears its layers' (a layer's record would be stale): backward goes through the stage.
 """
 
-import functools
-
 from .activation import ReLU
 from .backend import get_backend
 from .conv import Conv2d
@@ -89,16 +87,10 @@ def _next_if(modules, i, cls):
 def plan(modules):
     """The stages computing ``modules`` in order (see the module docstring): a list of stage objects.
 
-    Stages hold no state of their own (what a forward keeps is returned to the caller), so one plan
-    serves every call and every thread; it is remembered per backend and sequence of modules.
+    Planned anew at every call (a few microseconds): remembering plans would keep the models alive.
     """
-    return list(_plan(get_backend(), tuple(modules)))
-
-
-@functools.lru_cache(maxsize=256)
-def _plan(backend, modules):
-    if backend != "numba":
-        return tuple(LayerStage(m) for m in modules)
+    if get_backend() != "numba":
+        return [LayerStage(m) for m in modules]
     # BLAS's spinning worker threads and numba's parallel kernels slow each other down 2-3x on a
     # machine with as many threads as cores (nn.ops.linear_kernels): one or the other per network.
     blas = not any(type(sub) is Conv2d for m in modules for sub in m.modules())
@@ -115,7 +107,7 @@ def _plan(backend, modules):
             stage = LayerStage(layer)
         stages.append(stage)
         i += len(stage.layers)
-    return tuple(stages)
+    return stages
 
 
 class StageModule(Module):
