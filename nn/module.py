@@ -167,3 +167,12 @@ class Module:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + "\n)"
+
+
+def __getattr__(name):
+    # ``Sequential`` lived here before it moved to nn.sequential (it imports the layers, which import
+    # this module); ``from nn.module import Sequential`` keeps working.
+    if name == "Sequential":
+        from .sequential import Sequential
+        return Sequential
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
