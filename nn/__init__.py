@@ -12,9 +12,10 @@ from .flatten import Flatten
 from .gradient_check import gradcheck
 from .linear import Linear
 from .loss import CrossEntropyLoss, log_softmax, softmax
-from .module import BackwardBeforeForwardError, Module, Sequential
+from .module import BackwardBeforeForwardError, Module
 from .parameter import Parameter
 from .pool import MaxPool2d
+from .sequential import Sequential
 from .serialization import load, save
 
 __all__ = [

@@ -19,8 +19,10 @@ class ReLU(Module):
         self._save_for_backward(mask=mask)
         return np.where(mask, x, 0).astype(x.dtype, copy=False)
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=True):
         mask = self._saved()["mask"]
+        if not need_input_grad:
+            return None
         dout = np.asarray(dout)
         dout = check_dout("ReLU", dout, mask.shape, np.result_type(dout.dtype, np.float32))
         return dout * mask

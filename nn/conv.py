@@ -3,10 +3,14 @@
 import numpy as np
 
 from . import ops
+from .backend import NUMBA_AVAILABLE, get_backend
 from .checks import as_float_array, check_dout, pair
 from .init import make_rng, uniform_fan_in
 from .module import Module
 from .parameter import Parameter
+
+if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the compiled path is never taken
+    from .ops import conv_kernels
 
 
 class Conv2d(Module):
@@ -32,6 +36,9 @@ class Conv2d(Module):
         dL/db   = sum of dY's rows  (C_out,)
         dL/dcol = dY @ W2           (N * out_h * out_w, C_in * kh * kw)
         dL/dx   = col2im(dL/dcol)   (N, C_in, H, W): each pixel sums the taps of every window covering it
+
+    That is the NumPy backend, the readable reference. The numba backend computes the same sums
+    directly, without ``col`` (``fused_forward``, ``nn.ops.conv_kernels``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -65,6 +72,10 @@ class Conv2d(Module):
         return (ops.conv_out_size(h, kh, self.stride[0], ph), ops.conv_out_size(w, kw, self.stride[1], pw))
 
     def forward(self, x):
+        if get_backend() == "numba":
+            out, kept = self.fused_forward(x, training=self.training)
+            self._save_for_backward(fused=kept)
+            return out
         x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
         out_h, out_w = self._output_size(x)
         col = ops.im2col(x, *self.kernel_size, *self.stride, *self.padding)
@@ -84,6 +95,8 @@ class Conv2d(Module):
         with respect to the images, and it is the costliest of the three (a col2im over the input).
         """
         saved = self._saved()
+        if "fused" in saved:
+            return self.fused_backward(dout, saved["fused"], need_input_grad)
         col, x_shape = saved["col"], saved["x_shape"]
         dout = check_dout("Conv2d", dout, saved["out_shape"], self.weight.dtype)
         dout_matrix = dout.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # rows (n, oy, ox), like col
@@ -95,6 +108,36 @@ class Conv2d(Module):
             return None
         dcol = dout_matrix @ weight_matrix
         return ops.col2im(dcol, x_shape, *self.kernel_size, *self.stride, *self.padding)
+
+    # -- the numba backend: this layer alone, or fused with the ReLU and MaxPool2d after it ---------
+    def fused_forward(self, x, relu=False, pool=None, training=False):
+        """``pool(relu(self(x)))`` in one compiled pass (numba backend): returns ``(out, kept)``.
+
+        ``relu``: apply a ReLU; ``pool``: a ``MaxPool2d`` to apply, or None. ``kept`` is what
+        ``fused_backward`` needs if ``training``, else None (nothing is stored anywhere: eval-mode
+        forward stays thread-safe). x (N, C_in, H, W) -> out (N, C_out, PH, PW).
+        """
+        x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
+        out_h, out_w = self._output_size(x)
+        pool_kernel, pool_stride = ((1, 1), (1, 1)) if pool is None else (pool.kernel_size, pool.stride)
+        if pool is not None:
+            pool._check_size(out_h, out_w)
+        bias = None if self.bias is None else self.bias.data
+        out, argmax = conv_kernels.conv_forward(x, self.weight.data, bias, self.stride, self.padding, relu,
+                                                pool_kernel, pool_stride, keep_argmax=training)
+        if not training:
+            return out, None
+        return out, dict(x=x, out=out, argmax=argmax, relu=relu, pool_kernel=pool_kernel, pool_stride=pool_stride)
+
+    def fused_backward(self, dout, kept, need_input_grad=True):
+        """Backward of ``fused_forward`` from its ``kept``: accumulates the grads, returns dL/dx (or None)."""
+        dout = check_dout("Conv2d", dout, kept["out"].shape, self.weight.dtype)
+        # Scratch arrays reused from one training step to the next (training only: never in eval).
+        buffers = self.__dict__.setdefault("_buffers", {})
+        return conv_kernels.conv_backward(
+            dout, kept["x"], kept["out"], kept["argmax"], self.weight.data, self.weight.grad,
+            None if self.bias is None else self.bias.grad, self.stride, self.padding, kept["relu"],
+            kept["pool_kernel"], kept["pool_stride"], need_input_grad=need_input_grad, buffers=buffers)
 
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

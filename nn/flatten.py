@@ -17,8 +17,10 @@ class Flatten(Module):
         self._save_for_backward(shape=x.shape)
         return x.reshape(x.shape[0], -1)
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=True):
         shape = self._saved()["shape"]
+        if not need_input_grad:
+            return None
         dout = np.asarray(dout)
         n = shape[0]
         flat = int(np.prod(shape[1:], dtype=np.int64))

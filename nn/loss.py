@@ -7,7 +7,7 @@ from .checks import as_float_array
 from .module import Module
 
 if NUMBA_AVAILABLE:  # without numba the backend is never "numba"
-    from .ops import fused
+    from .ops import loss_kernels
 
 
 def log_softmax(logits, axis=-1):
@@ -60,7 +60,7 @@ class CrossEntropyLoss(Module):
             raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) with N, C >= 1, got {z.shape}")
         labels = self._check_labels(labels, n, classes)
         if get_backend() == "numba":  # the same formulas in one compiled pass, without the temporaries
-            logp, total = fused.cross_entropy_forward(z, labels)
+            logp, total = loss_kernels.cross_entropy_forward(z, labels)
             loss = np.asarray(0.0 + total)  # 0.0 + so that a perfect prediction gives 0.0, not -0.0
         else:
             logp = log_softmax(z, axis=1)
@@ -71,8 +71,11 @@ class CrossEntropyLoss(Module):
         self._save_for_backward(logp=logp, labels=labels)
         return loss.astype(z.dtype)
 
-    def backward(self, dout=1.0):
+    def backward(self, dout=1.0, need_input_grad=True):
+        """d loss / d logits (N, C), scaled by the upstream scalar ``dout``; None if not ``need_input_grad``."""
         cache = self._saved()
+        if not need_input_grad:
+            return None
         logp, labels = cache["logp"], cache["labels"]
         dout = np.asarray(dout, dtype=logp.dtype)
         if dout.size != 1:
@@ -81,7 +84,7 @@ class CrossEntropyLoss(Module):
         n = logp.shape[0]
         if get_backend() == "numba":
             scale = (1.0 / n if self.reduction == "mean" else 1.0) * float(dout.reshape(()))
-            return fused.cross_entropy_backward(logp, labels, scale)
+            return loss_kernels.cross_entropy_backward(logp, labels, scale)
         grad = np.exp(logp)
         grad[np.arange(n), labels] -= 1
         if self.reduction == "mean":

@@ -1,11 +1,13 @@
-"""``Module``, the base of every layer and network, and ``Sequential``.
+"""``Module``, the base of every layer and network (``Sequential`` lives in ``nn.sequential``).
 
 The contract every layer follows (as in micrograd and Chainer):
 
 * ``forward(x)`` computes the output and, in training mode only, keeps what ``backward`` needs.
   In eval mode it stores nothing on the module, so many threads may share one model for inference.
-* ``backward(dout)`` takes d loss / d output, *accumulates* d loss / d parameter into each
-  ``param.grad`` and returns d loss / d input.
+* ``backward(dout, need_input_grad=True)`` takes d loss / d output, *accumulates* d loss / d
+  parameter into each ``param.grad`` and returns d loss / d input. With ``need_input_grad=False``
+  it skips that last gradient and returns None: the first layer of a network may, since nobody
+  needs d loss / d images (for a convolution it is the costliest of its three products).
 """
 
 import copy
@@ -33,7 +35,7 @@ class Module:
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=True):
         raise NotImplementedError(f"{type(self).__name__} does not define backward()")
 
     def __call__(self, *args, **kwargs):
@@ -44,6 +46,10 @@ class Module:
         """Keep what backward needs, in training mode only (eval-mode forward stays stateless)."""
         if self.training:
             self._cache = values
+
+    def _forget_saved(self):
+        """Drop what forward kept: a stage that computed this layer fused with others keeps it instead."""
+        self.__dict__.pop("_cache", None)
 
     def _saved(self):
         cache = self.__dict__.get("_cache")
@@ -163,33 +169,10 @@ class Module:
         return "\n".join(lines) + "\n)"
 
 
-class Sequential(Module):
-    """Modules applied in order; ``backward`` runs them in reverse.
-
-    Children are named "0", "1", ... so parameter names read ``"0.weight"`` as in PyTorch.
-    """
-
-    def __init__(self, *modules):
-        for i, m in enumerate(modules):
-            if not isinstance(m, Module):
-                raise TypeError(f"Sequential: argument {i} is a {type(m).__name__}, not a Module")
-            setattr(self, str(i), m)
-
-    def __len__(self):
-        return sum(1 for _ in self.children())
-
-    def __getitem__(self, i):
-        return list(self.children())[i]
-
-    def __iter__(self):
-        return self.children()
-
-    def forward(self, x):
-        for m in self.children():
-            x = m(x)
-        return x
-
-    def backward(self, dout):
-        for m in reversed(list(self.children())):
-            dout = m.backward(dout)
-        return dout
+def __getattr__(name):
+    # ``Sequential`` lived here before it moved to nn.sequential (it imports the layers, which import
+    # this module); ``from nn.module import Sequential`` keeps working.
+    if name == "Sequential":
+        from .sequential import Sequential
+        return Sequential
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ from .backend import NUMBA_AVAILABLE, get_backend
 from .parameter import Parameter
 
 if NUMBA_AVAILABLE:
-    from .ops import fused
+    from .ops import sgd_kernels
 
 
 class SGD:
@@ -82,7 +82,7 @@ class SGD:
         if self.momentum and first:
             self.momentum_buffers[i] = np.empty_like(p.data)
         buffer = self.momentum_buffers[i] if self.momentum else p.grad  # not touched without momentum
-        fused.sgd_update(p.data, p.grad, buffer, self.lr, self.momentum, self.weight_decay, self.nesterov, first)
+        sgd_kernels.sgd_update(p.data, p.grad, buffer, self.lr, self.momentum, self.weight_decay, self.nesterov, first)
 
     def state_dict(self):
         """The momentum buffers as ``{"momentum_buffer.<i>": array}``, for checkpoints (``nn.save``-able)."""

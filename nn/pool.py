@@ -43,8 +43,10 @@ class MaxPool2d(Module):
             raise ValueError(f"MaxPool2d: input of spatial size {(h, w)} is smaller than the kernel "
                              f"{self.kernel_size}; expected H >= {kh} and W >= {kw}")
 
-    def backward(self, dout):
+    def backward(self, dout, need_input_grad=True):
         saved = self._saved()
+        if not need_input_grad:
+            return None
         argmax = saved["argmax"]
         # The gradient takes the dtype of the forward input, like the output did.
         dout = check_dout("MaxPool2d", dout, argmax.shape, saved["dtype"])

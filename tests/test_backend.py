@@ -80,6 +80,47 @@ def test_a_second_process_reuses_the_compiled_kernels_from_disk():
     assert misses == 0, f"{misses} kernels were compiled again instead of loaded from the cache"
 
 
+def test_the_first_compilation_of_one_of_our_kernels_is_announced_once_and_others_are_not():
+    import io
+
+    import numba
+    from numba.core import event
+
+    from nn.ops.compile_notice import MESSAGE, _CompileNotice
+
+    def ours(x):
+        return 2 * x
+
+    def foreign(x):
+        return 3 * x
+
+    ours.__module__, foreign.__module__ = "nn.ops.example", "elsewhere"
+    stream = io.StringIO()
+    with event.install_listener("numba:compile", _CompileNotice(stream)):
+        assert numba.njit(foreign)(1) == 3
+        assert stream.getvalue() == ""  # another library's compilation: not announced
+        kernel = numba.njit(ours)
+        assert kernel(1) == 2 and kernel(1.5) == 3.0  # two compilations, one notice
+    assert stream.getvalue() == MESSAGE + "\n"
+
+
+@pytest.mark.slow
+def test_a_cold_kernel_cache_is_announced_on_stderr_and_a_warm_one_is_silent(tmp_path):
+    from nn.ops.compile_notice import MESSAGE
+
+    step = """
+        import numpy as np, nn
+        from lenet import LeNet5
+        model, crit = LeNet5(seed=0), nn.CrossEntropyLoss()
+        crit(model(np.zeros((2, 1, 28, 28), np.float32)), np.arange(2))
+        model.backward(crit.backward(), need_input_grad=False)
+    """
+    cold = run_python(step, NUMBA_CACHE_DIR=str(tmp_path), NN_BACKEND="numba")
+    assert cold.stderr.count(MESSAGE) == 1, cold.stderr
+    warm = run_python(step, NUMBA_CACHE_DIR=str(tmp_path), NN_BACKEND="numba")
+    assert MESSAGE not in warm.stderr, warm.stderr
+
+
 def test_both_backends_train_lenet5_to_the_same_weights():
     from lenet import LeNet5
     rng = np.random.default_rng(0)

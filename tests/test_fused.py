@@ -1,5 +1,5 @@
-"""The fused numba kernels against the unfused layers on the NumPy backend, forward and backward,
-and LeNet5's fused path against its layer-by-layer path."""
+"""The numba backend's compiled stages against the NumPy layers run one by one (which test_conv,
+test_pool and test_linear check against naive loops): kernels, fused stages, composed networks."""
 
 import numpy as np
 import pytest
@@ -8,53 +8,73 @@ import nn
 from nn.activation import ReLU
 from nn.backend import NUMBA_AVAILABLE
 from nn.conv import Conv2d
+from nn.flatten import Flatten
 from nn.linear import Linear
 from nn.pool import MaxPool2d
+from nn.sequential import Sequential
 from lenet.model import LeNet5
 
 pytestmark = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
 TOLERANCE = {np.float32: 1e-4, np.float64: 1e-12}
 
-# (N, C, H, W), C_out, conv kernel, pool kernel, pool stride: LeNet's two stages, a non-5 kernel
-# (the generic loops), overlapping pooling windows, non-square everything, and leftover rows.
-CONV_POOL_GEOMETRIES = [
-    ((3, 1, 28, 28), 6, 5, 2, 2),
-    ((5, 6, 12, 12), 16, 5, 2, 2),
-    ((2, 2, 9, 9), 3, 3, 3, 1),
-    ((4, 3, 10, 11), 4, (2, 4), (3, 2), (2, 1)),
-    ((1, 2, 7, 8), 2, 5, 2, 2),
-    ((9, 1, 8, 8), 2, 5, 1, 1),  # enough images for the parallel drivers
-    ((3, 8, 9, 9), 5, 3, 3, 1),  # window rows of 8 * 3 >= 16 numbers: the winners' path, overlapping windows
-    ((2, 5, 10, 9), 3, (3, 4), 2, 2),  # the winners' path with channels padded from 5 to 8
+# (N, C, H, W), C_out, conv kernel, stride, padding, pool kernel, pool stride (None: no pooling).
+# LeNet's two stages, non-5 kernels (the generic loops), strides and padding, overlapping pooling
+# windows, non-square everything, leftover rows, batch 1, enough images for the parallel drivers,
+# and window rows (C * kw) on both sides of WINNER_MIN_ROW, so both backward paths are covered.
+CONV_STAGE_GEOMETRIES = [
+    ((3, 1, 28, 28), 6, 5, 1, 0, 2, 2),
+    ((5, 6, 12, 12), 16, 5, 1, 0, 2, 2),
+    ((2, 2, 9, 9), 3, 3, 1, 0, 3, 1),
+    ((4, 3, 10, 11), 4, (2, 4), 1, 0, (3, 2), (2, 1)),
+    ((1, 2, 7, 8), 2, 5, 1, 0, 2, 2),
+    ((9, 1, 8, 8), 2, 5, 1, 0, 1, 1),
+    ((3, 8, 9, 9), 5, 3, 1, 0, 3, 1),
+    ((2, 5, 10, 9), 3, (3, 4), 1, 0, 2, 2),
+    ((3, 1, 12, 12), 4, 5, 1, 2, 2, 2),  # padding (LeNet's classic 32x32 geometry, smaller)
+    ((2, 1, 11, 13), 3, 3, 2, 1, None, None),  # strided, padded, no pooling
+    ((9, 16, 7, 7), 8, 3, 2, 1, None, None),  # the same with long rows (winners' path), parallel drivers
+    ((2, 3, 12, 10), 4, (3, 2), (2, 3), (1, 2), 2, 1),  # strides and padding per axis, overlapping pool
+    ((1, 8, 11, 11), 6, 3, (1, 2), 1, 3, 2),  # long rows, horizontal stride only, overlapping pool
+    ((2, 1, 14, 14), 8, 5, 1, 0, 3, 2),  # MaxPool2d(3, stride=2) after a conv
+    ((1, 32, 6, 6), 16, 3, 1, 1, 2, 2),  # wide channels
 ]
 
 
-def unfused_conv_relu_pool(conv, pool, x, dout, need_input_grad=True):
-    relu = ReLU()
+def unfused_stage(conv, relu, pool, x, dout, need_input_grad=True):
+    """The layers one by one on the NumPy backend: output, dx and (weight grad, bias grad)."""
+    layers = [m for m in (conv, relu, pool) if m is not None]
     with nn.use_backend("numpy"):
-        y = pool(relu(conv(x)))
-        dx = conv.backward(relu.backward(pool.backward(dout)), need_input_grad=need_input_grad)
+        y = x
+        for layer in layers:
+            y = layer(y)
+        d = dout
+        for layer in reversed(layers[1:]):
+            d = layer.backward(d)
+        dx = conv.backward(d, need_input_grad=need_input_grad)
     grads = conv.weight.grad.copy(), conv.bias.grad.copy()
     conv.zero_grad()
     return y, dx, grads
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("x_shape, out_channels, kernel, pool_kernel, pool_stride", CONV_POOL_GEOMETRIES)
-def test_conv_relu_pool_matches_the_three_layers(dtype, x_shape, out_channels, kernel, pool_kernel, pool_stride):
-    from nn.ops import fused
-
+@pytest.mark.parametrize("with_relu", [True, False])
+@pytest.mark.parametrize("x_shape, out_channels, kernel, stride, padding, pool_kernel, pool_stride",
+                         CONV_STAGE_GEOMETRIES)
+def test_conv_stage_matches_the_layers_one_by_one(dtype, with_relu, x_shape, out_channels, kernel, stride, padding,
+                                                  pool_kernel, pool_stride):
     rng = np.random.default_rng(0)
-    conv = Conv2d(x_shape[1], out_channels, kernel, dtype=dtype, rng=1)
-    pool = MaxPool2d(pool_kernel, pool_stride)
+    conv = Conv2d(x_shape[1], out_channels, kernel, stride=stride, padding=padding, dtype=dtype, rng=1)
+    relu = ReLU() if with_relu else None
+    pool = None if pool_kernel is None else MaxPool2d(pool_kernel, pool_stride)
     x = rng.standard_normal(x_shape).astype(dtype)
-    out_shape = pool(ReLU()(conv(x))).shape
+    with nn.use_backend("numpy"):
+        out_shape = Sequential(*[m for m in (conv, relu, pool) if m is not None])(x).shape
     dout = rng.standard_normal(out_shape).astype(dtype)
-    expected_y, expected_dx, (expected_dw, expected_db) = unfused_conv_relu_pool(conv, pool, x, dout)
+    expected_y, expected_dx, (expected_dw, expected_db) = unfused_stage(conv, relu, pool, x, dout)
 
-    y, argmax = fused.conv_relu_pool_forward(x, conv.weight.data, conv.bias.data, pool.kernel_size, pool.stride)
-    dx = fused.conv_relu_pool_backward(dout, x, y, argmax, conv.weight.data, conv.weight.grad, conv.bias.grad,
-                                       pool.kernel_size, pool.stride)
+    with nn.use_backend("numba"):
+        y, kept = conv.fused_forward(x, relu=with_relu, pool=pool, training=True)
+        dx = conv.fused_backward(dout, kept)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype and y.shape == expected_y.shape and dx.shape == x.shape
     np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
@@ -62,21 +82,18 @@ def test_conv_relu_pool_matches_the_three_layers(dtype, x_shape, out_channels, k
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(conv.bias.grad, expected_db, rtol=tol, atol=tol)
 
-    # Inference: the same output, no argmax kept; and the input gradient can be skipped.
-    y_eval, no_argmax = fused.conv_relu_pool_forward(x, conv.weight.data, conv.bias.data, pool.kernel_size,
-                                                     pool.stride, keep_argmax=False)
-    assert no_argmax is None
-    np.testing.assert_array_equal(y_eval, y)
-    conv.zero_grad()
-    assert fused.conv_relu_pool_backward(dout, x, y, argmax, conv.weight.data, conv.weight.grad, conv.bias.grad,
-                                         pool.kernel_size, pool.stride, need_input_grad=False) is None
+    # Inference: the same output, nothing kept; and the input gradient can be skipped.
+    with nn.use_backend("numba"):
+        y_eval, nothing = conv.fused_forward(x, relu=with_relu, pool=pool, training=False)
+        assert nothing is None
+        np.testing.assert_array_equal(y_eval, y)
+        conv.zero_grad()
+        assert conv.fused_backward(dout, kept, need_input_grad=False) is None
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
 
 
-def test_conv_relu_pool_ties_negatives_and_nan_choose_the_winner_the_layers_choose():
+def test_conv_stage_ties_negatives_and_nan_choose_the_winner_the_layers_choose():
     """All-negative windows, exact ties and NaN: ReLU then first maximum, as MaxPool2d(ReLU(.))."""
-    from nn.ops import fused
-
     conv = Conv2d(1, 1, 1, dtype=np.float64, rng=0)
     conv.weight.data[...] = 1.0
     conv.bias.data[...] = 0.0
@@ -87,25 +104,37 @@ def test_conv_relu_pool_ties_negatives_and_nan_choose_the_winner_the_layers_choo
     with nn.use_backend("numpy"):
         relu = ReLU()
         expected = pool(relu(conv(x)))
-        expected_argmax = pool._saved()["argmax"]
-    y, argmax = fused.conv_relu_pool_forward(x, conv.weight.data, conv.bias.data, (2, 2), (2, 2))
-    np.testing.assert_array_equal(y, expected)
-    np.testing.assert_array_equal(argmax, expected_argmax)
-    np.testing.assert_array_equal(y[0, 0, 0], [0.0, 3.0, 2.0])
-    np.testing.assert_array_equal(argmax[0, 0, 0], [0, 0, 2])
-    # The all-negative window passes no gradient; the others pass theirs to their winner.
-    conv.zero_grad()
-    dx = fused.conv_relu_pool_backward(dout, x, y, argmax, conv.weight.data, conv.weight.grad, conv.bias.grad,
-                                       (2, 2), (2, 2))
+    with nn.use_backend("numba"):
+        y, kept = conv.fused_forward(x, relu=True, pool=pool, training=True)
+        np.testing.assert_array_equal(y, expected)
+        np.testing.assert_array_equal(y[0, 0, 0], [0.0, 3.0, 2.0])
+        np.testing.assert_array_equal(kept["argmax"][0, 0, 0], [0, 0, 2])
+        # The all-negative window passes no gradient; the others pass theirs to their winner.
+        conv.zero_grad()
+        dx = conv.fused_backward(dout, kept)
     np.testing.assert_array_equal(dx[0, 0], [[0, 0, 2, 0, 0, 0], [0, 0, 0, 0, 3, 0]])
+
+
+def test_conv_stage_without_relu_lets_the_first_nan_win_as_max_pool_does():
+    conv = Conv2d(1, 1, 1, dtype=np.float64, rng=0)
+    conv.weight.data[...] = 1.0
+    conv.bias.data[...] = 0.0
+    pool = MaxPool2d(2)
+    x = np.array([[[[-1.0, -2.0, 3.0, np.nan], [-3.0, -4.0, np.nan, 5.0]]]])
+    with nn.use_backend("numpy"):
+        expected = pool(conv(x))
+        expected_argmax = pool._saved()["argmax"]
+    with nn.use_backend("numba"):
+        y, kept = conv.fused_forward(x, pool=pool, training=True)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(kept["argmax"], expected_argmax)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("path", ["compiled loops", "BLAS"])
 @pytest.mark.parametrize("batch, in_features, out_features", [(1, 20, 7), (6, 256, 120), (13, 3, 5)])
-def test_linear_matches_the_layers(dtype, relu, batch, in_features, out_features):
-    from nn.ops import fused
-
+def test_linear_stage_matches_the_layers(dtype, relu, path, batch, in_features, out_features):
     rng = np.random.default_rng(3)
     linear = Linear(in_features, out_features, dtype=dtype, rng=2)
     x = rng.standard_normal((batch, in_features)).astype(dtype)
@@ -121,17 +150,50 @@ def test_linear_matches_the_layers(dtype, relu, batch, in_features, out_features
     expected_dw, expected_db = linear.weight.grad.copy(), linear.bias.grad.copy()
     linear.zero_grad()
 
-    y = fused.linear_forward(x, linear.weight.data, linear.bias.data, relu=relu)
-    dx = fused.linear_backward(dout, x, y, linear.weight.data, linear.weight.grad, linear.bias.grad, relu=relu)
+    with nn.use_backend("numba"):
+        y, kept = linear.fused_forward(x, relu=relu, training=True, blas=path == "BLAS")
+        dx = linear.fused_backward(dout, kept)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype
     np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
     np.testing.assert_allclose(dx, expected_dx, rtol=tol, atol=tol)
     np.testing.assert_allclose(linear.weight.grad, expected_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(linear.bias.grad, expected_db, rtol=tol, atol=tol)
+    with nn.use_backend("numba"):
+        assert linear.fused_backward(dout, kept, need_input_grad=False) is None
 
 
-def lenet_step(model, x, labels, backend, need_input_grad=True):
+def composed_networks(dtype, seed=0):
+    """Networks of every stage kind: LeNet5 itself, LeNet-like padded, strided without pooling,
+    overlapping pooling, wide channels, a bare MLP, lone ReLU/MaxPool2d, layers without bias, a
+    nested Sequential."""
+    def conv(*args, **kwargs):
+        return Conv2d(*args, dtype=dtype, rng=seed, **kwargs)
+
+    def linear(*args, **kwargs):
+        return Linear(*args, dtype=dtype, rng=seed, **kwargs)
+
+    return {
+        "lenet5": ((1, 28, 28), LeNet5(seed=seed, dtype=dtype)),
+        "lenet-padded": ((1, 16, 16), Sequential(
+            conv(1, 4, 5, padding=2), ReLU(), MaxPool2d(2), conv(4, 6, 3), ReLU(), MaxPool2d(2),
+            Flatten(), linear(54, 20), ReLU(), linear(20, 10))),
+        "strided": ((1, 15, 15), Sequential(
+            conv(1, 8, 3, stride=2, padding=1), ReLU(), conv(8, 16, 3, stride=2, padding=1), ReLU(),
+            Flatten(), linear(256, 10))),
+        "overlapping-pool": ((2, 13, 11), Sequential(
+            conv(2, 5, 3), ReLU(), MaxPool2d(3, stride=2), Flatten(), linear(5 * 5 * 4, 7))),
+        "wide": ((3, 10, 10), Sequential(
+            conv(3, 16, 3, padding=1), ReLU(), conv(16, 16, 3, padding=1), ReLU(), MaxPool2d(2),
+            Flatten(), linear(400, 32), ReLU(), linear(32, 10))),
+        "mlp": ((1, 8, 8), Sequential(Flatten(), linear(64, 48), ReLU(), linear(48, 10))),
+        "odd-order": ((2, 9, 9), Sequential(
+            ReLU(), conv(2, 3, 3, bias=False), MaxPool2d(2), ReLU(),
+            Sequential(conv(3, 4, 2), ReLU()), MaxPool2d(2, 1), Flatten(), linear(4, 6, bias=False), ReLU())),
+    }
+
+
+def training_step(model, x, labels, backend, need_input_grad=True):
     with nn.use_backend(backend):
         model.train()
         model.zero_grad()
@@ -142,33 +204,129 @@ def lenet_step(model, x, labels, backend, need_input_grad=True):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("batch", [1, 7])
-def test_lenet_fused_path_matches_the_layer_by_layer_path(dtype, batch):
+@pytest.mark.parametrize("batch", [1, 9])
+@pytest.mark.parametrize("name", list(composed_networks(np.float32)))
+def test_composed_network_on_numba_matches_the_numpy_layers(dtype, batch, name):
+    shape, model = composed_networks(dtype)[name]
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(dtype)
-    labels = rng.integers(0, 10, batch)
-    model = LeNet5(seed=5, dtype=dtype)
-    loss, dx, grads = lenet_step(model, x, labels, "numpy")
-    fused_loss, fused_dx, fused_grads = lenet_step(model, x, labels, "numba")
+    x = rng.standard_normal((batch,) + shape).astype(dtype)
+    with nn.use_backend("numpy"):
+        classes = model.eval()(x).shape[1]
+    labels = rng.integers(0, classes, batch)
+    loss, dx, grads = training_step(model, x, labels, "numpy")
+    fused_loss, fused_dx, fused_grads = training_step(model, x, labels, "numba")
     tol = TOLERANCE[dtype]
     assert fused_loss == pytest.approx(loss, rel=tol)
     np.testing.assert_allclose(fused_dx, dx, rtol=tol, atol=tol)
-    for (name, _), got, want in zip(model.named_parameters(), fused_grads, grads):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=name)
-    # Skipping the image gradient changes none of the parameter gradients.
-    _, nothing, skipped_grads = lenet_step(model, x, labels, "numba", need_input_grad=False)
+    for (param_name, _), got, want in zip(model.named_parameters(), fused_grads, grads):
+        assert np.any(want != 0), param_name  # the comparison means something
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=param_name)
+    _, nothing, skipped_grads = training_step(model, x, labels, "numba", need_input_grad=False)
     assert nothing is None
     for got, want in zip(skipped_grads, fused_grads):
         np.testing.assert_array_equal(got, want)
-    with nn.use_backend("numpy"):
-        _, nothing, _ = lenet_step(model, x, labels, "numpy", need_input_grad=False)
-    assert nothing is None
     model.eval()
     with nn.use_backend("numba"):
         fused_logits = model(x)
     with nn.use_backend("numpy"):
         logits = model(x)
     np.testing.assert_allclose(fused_logits, logits, rtol=tol, atol=tol)
+
+
+def test_sequential_groups_conv_relu_pool_and_linear_relu_into_stages():
+    from nn import fusion
+
+    conv, relu, pool, flat, lin, relu2, lin2 = (Conv2d(1, 2, 3), ReLU(), MaxPool2d(2), Flatten(), Linear(2, 3),
+                                                ReLU(), Linear(3, 4))
+    with nn.use_backend("numba"):
+        stages = fusion.plan([relu, conv, relu, pool, flat, lin, relu2, lin2, pool])
+    assert [type(s).__name__ for s in stages] == ["LayerStage", "ConvStage", "LayerStage", "LinearStage",
+                                                   "LinearStage", "LayerStage"]
+    assert [s.layers for s in stages][1:4] == [(conv, relu, pool), (flat,), (lin, relu2)]
+    with nn.use_backend("numpy"):
+        assert all(type(s).__name__ == "LayerStage" for s in fusion.plan([conv, relu, pool]))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_named_stages_run_one_by_one_compute_what_the_network_computes(backend):
+    model = LeNet5(seed=2)
+    x = np.random.default_rng(2).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    dout = np.random.default_rng(3).standard_normal((3, 10)).astype(np.float32)
+    with nn.use_backend(backend):
+        stages = list(model.named_stages())
+        expected = {"numba": ["C1+relu1+S2", "C3+relu3+S4", "flatten", "C5+relu5", "F6+relu6", "out"],
+                    "numpy": [name for name, _ in model.named_children()]}[backend]
+        assert [name for name, _ in stages] == expected
+        y = model(x)
+        dx = model.backward(dout)
+        grads = [p.grad.copy() for p in model.parameters()]
+        model.zero_grad()
+        h = x
+        for _, stage in stages:
+            h = stage(h)
+        d = dout
+        for _, stage in reversed(stages):
+            d = stage.backward(d)
+    np.testing.assert_array_equal(h, y)
+    np.testing.assert_array_equal(d, dx)
+    for got, want in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(got.grad, want)
+
+
+def test_blas_runs_only_in_networks_without_convolutions():
+    """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both."""
+    from nn import fusion
+
+    with nn.use_backend("numba"):
+        with_conv = fusion.plan([Sequential(Conv2d(1, 2, 3)), Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
+        mlp = fusion.plan([Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
+    assert [s.blas for s in with_conv if type(s).__name__ == "LinearStage"] == [False, False]
+    assert [s.blas for s in mlp if type(s).__name__ == "LinearStage"] == [True, True]
+
+
+def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():
+    from nn import fusion
+
+    class Doubled(Conv2d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with nn.use_backend("numba"):
+        stages = fusion.plan([Doubled(1, 1, 1), ReLU()])
+    assert [type(s).__name__ for s in stages] == ["LayerStage", "LayerStage"]
+
+
+def test_a_fused_stage_clears_its_layers_own_records():
+    """After a fused training forward, a layer's own backward would use stale data: it refuses instead."""
+    model = Sequential(Conv2d(1, 2, 3, rng=0), ReLU(), MaxPool2d(2))
+    x = np.zeros((2, 1, 6, 6), dtype=np.float32)
+    with nn.use_backend("numpy"):
+        model(x)  # leaves records on every layer
+    with nn.use_backend("numba"):
+        model(x)
+    for layer in model:
+        with pytest.raises(nn.BackwardBeforeForwardError):
+            layer.backward(np.zeros((2, 2, 4, 4), dtype=np.float32))
+
+
+@pytest.mark.parametrize("module, x_shape", [
+    (Conv2d(2, 3, 3, padding=1, rng=0), (2, 2, 5, 5)), (Linear(4, 3, rng=0), (2, 4)), (ReLU(), (2, 3)),
+    (MaxPool2d(2), (2, 1, 4, 4)), (Flatten(), (2, 3, 2)),
+    (Sequential(Conv2d(1, 2, 3, rng=0), ReLU(), Flatten(), Linear(8, 2, rng=0)), (2, 1, 4, 4)),
+])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_every_module_skips_the_input_gradient_on_request(module, x_shape, backend):
+    x = np.random.default_rng(0).standard_normal(x_shape).astype(np.float32)
+    with nn.use_backend(backend):
+        module.train()
+        y = module(x)
+        module.zero_grad()
+        assert module.backward(np.ones_like(y), need_input_grad=False) is None
+        grads = [p.grad.copy() for p in module.parameters()]
+        module.zero_grad()
+        assert module.backward(np.ones_like(y)).shape == x.shape
+        for p, g in zip(module.parameters(), grads):  # skipping dx changes no parameter gradient
+            np.testing.assert_array_equal(p.grad, g)
 
 
 def test_lenet_eval_forward_keeps_nothing_and_backward_then_fails():
@@ -232,18 +390,23 @@ def test_cross_entropy_on_numba_matches_the_numpy_formulas(dtype, reduction):
     assert zero == 0.0 and not np.signbit(zero)
 
 
-def test_training_gives_the_same_bits_on_one_thread_as_on_all():
+@pytest.mark.parametrize("name", ["lenet5", "strided", "wide", "lenet-padded"])
+def test_training_gives_the_same_bits_on_one_thread_as_on_all(name):
     """Weight gradients are summed over images in a fixed order, whatever the threads: no dependence on them."""
     import numba
 
+    def network():
+        return composed_networks(np.float32, seed=8)[name]
+
+    shape, _ = network()
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    x = rng.standard_normal((64,) + shape).astype(np.float32)
     labels = rng.integers(0, 10, 64)
-    parallel = lenet_step(LeNet5(seed=8), x, labels, "numba", need_input_grad=True)
+    parallel = training_step(network()[1], x, labels, "numba", need_input_grad=True)
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # every kernel then takes its serial driver
     try:
-        serial = lenet_step(LeNet5(seed=8), x, labels, "numba", need_input_grad=True)
+        serial = training_step(network()[1], x, labels, "numba", need_input_grad=True)
     finally:
         numba.set_num_threads(threads)
     assert serial[0] == parallel[0]
@@ -281,7 +444,7 @@ def test_concurrent_batch_inference_on_shared_model_matches_one_thread():
 @pytest.mark.parametrize("momentum, weight_decay, nesterov",
                          [(0.0, 0.0, False), (0.9, 0.0, False), (0.9, 5e-4, True), (0.5, 1e-2, False), (0.0, 1e-3, False)])
 def test_sgd_update_gives_the_bits_of_nn_optim_sgd(dtype, momentum, weight_decay, nesterov):
-    from nn.ops import fused
+    from nn.ops import sgd_kernels
 
     rng = np.random.default_rng(10)
     reference = nn.Parameter(rng.standard_normal((7, 5)).astype(dtype))
@@ -291,7 +454,7 @@ def test_sgd_update_gives_the_bits_of_nn_optim_sgd(dtype, momentum, weight_decay
         grad = rng.standard_normal((7, 5)).astype(dtype)
         reference.grad[...] = grad
         optimizer.step()
-        fused.sgd_update(data, grad, buffer, 0.05, momentum, weight_decay, nesterov, first=step == 0)
+        sgd_kernels.sgd_update(data, grad, buffer, 0.05, momentum, weight_decay, nesterov, first=step == 0)
         np.testing.assert_array_equal(data, reference.data)
         if momentum:
             np.testing.assert_array_equal(buffer, optimizer.momentum_buffers[0])

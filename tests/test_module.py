@@ -116,3 +116,11 @@ def test_repr_lists_children_readably():
 def test_sequential_rejects_non_modules():
     with pytest.raises(TypeError, match="argument 1 is a int"):
         nn.Sequential(nn.ReLU(), 3)
+
+
+def test_sequential_is_still_importable_from_nn_module():
+    from nn.module import Sequential
+
+    assert Sequential is nn.Sequential
+    with pytest.raises(ImportError, match="Sequentia"):
+        from nn.module import Sequentia  # noqa: F401

@@ -5,8 +5,11 @@ readable reference, documented there) and ``numba_ops`` (compiled kernels comput
 thing). ``nn.backend.get_backend()`` is read on every call, so ``nn.use_backend("numpy")`` takes
 effect immediately, even for layers built earlier.
 
-``nn.ops.fused`` (numba only) holds kernels for whole stages of layers, conv + ReLU + pool and
-linear + ReLU, which ``lenet.model.LeNet5`` uses on the numba backend; see its docstring.
+The numba backend's layers run compiled kernels for whole stages instead (numba only, one concept
+per module): ``conv_kernels`` (convolution + bias + ReLU + max pooling), ``pool_kernels`` (the
+pooling inside them), ``linear_kernels`` (linear + ReLU), ``loss_kernels`` (cross-entropy),
+``sgd_kernels`` (the optimizer's update), all driven serially or in parallel by ``parallel.drive``.
+``nn.fusion`` decides which layers form a stage.
 """
 
 from ..backend import NUMBA_AVAILABLE, get_backend
@@ -14,6 +17,7 @@ from . import numpy_ops
 from .numpy_ops import conv_out_size
 
 if NUMBA_AVAILABLE:
+    from . import compile_notice  # noqa: F401  (announces a cold kernel cache on stderr)
     from . import numba_ops
 else:  # pragma: no cover - only on machines without numba; get_backend() is then always "numpy"
     numba_ops = None

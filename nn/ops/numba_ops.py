@@ -14,9 +14,8 @@ Parallel kernels pay only once BLAS is single-threaded (``OPENBLAS_NUM_THREADS=1
 OpenMP waits passively (``OMP_WAIT_POLICY=passive``: 10.5 ms). With ``PARALLEL = False`` a
 ``prange`` is an ordinary ``range``.
 
-These kernels serve layers used one by one (any ``Conv2d`` or ``MaxPool2d``). LeNet5 on this
-backend runs ``fused``'s kernels instead, which keep BLAS out of the hot path altogether and so
-can run in parallel.
+These kernels serve ``MaxPool2d`` used on its own, and ``im2col``/``col2im`` for whoever calls
+them; the numba backend's convolutions run ``conv_kernels`` instead, which need no ``col`` matrix.
 
 Kernels are compiled on first use for each dtype (float32 and float64 both work) and cached on
 disk (``cache=True``). The public wrappers make the inputs C-contiguous, allocate the outputs

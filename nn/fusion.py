@@ -1,0 +1,129 @@
+"""Stages: the runs of layers that the numba backend computes in one compiled pass each.
+
+``plan(modules)`` groups a sequence of layers, as ``Sequential`` holds them, into stages:
+
+* ``Conv2d`` [``ReLU``] [``MaxPool2d``] -> one ``ConvStage`` (``nn.ops.conv_kernels``): the
+  convolution, ReLU and pooling in one pass over memory, for any stride, padding, kernel, channel
+  counts and pooling windows;
+* ``Linear`` [``ReLU``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), on BLAS in a network
+  without convolutions, on compiled loops in one with (see ``plan``);
+* anything else (``Flatten``, a lone ``ReLU`` or ``MaxPool2d``, a nested ``Sequential``, a layer
+  of your own) -> a ``LayerStage``, which runs the module as it is.
+
+On the NumPy backend every layer is its own ``LayerStage``: the readable reference, layer by layer.
+Only these exact classes fuse (not subclasses, which may compute something else), and the stages
+reuse the layers' own checks and ``Parameter`` objects, so error messages, results and state dict
+keys are those of the layers run one by one.
+
+A stage's ``forward(x, training)`` returns ``(output, kept)``; ``kept`` is what its
+``backward(dout, kept, need_input_grad)`` needs, None in eval mode. A fused stage keeps its own
+record and clears its layers' (a layer's record would be stale): backward goes through the stage.
+"""
+
+from .activation import ReLU
+from .backend import get_backend
+from .conv import Conv2d
+from .linear import Linear
+from .module import Module
+from .pool import MaxPool2d
+
+
+class LayerStage:
+    """One module, run by its own ``forward`` and ``backward`` (which keep its own record)."""
+
+    def __init__(self, module):
+        self.layers = (module,)
+
+    def forward(self, x, training):
+        return self.layers[0](x), None
+
+    def backward(self, dout, kept, need_input_grad):
+        return self.layers[0].backward(dout, need_input_grad=need_input_grad)
+
+
+def _keep(stage, kept, training):
+    """The stage keeps ``kept``; its layers' own records, stale now, are dropped (training only)."""
+    if training:
+        for layer in stage.layers:
+            layer._forget_saved()
+    return kept
+
+
+class ConvStage:
+    """``Conv2d``, then optionally ``ReLU``, then optionally ``MaxPool2d``, in one pass."""
+
+    def __init__(self, conv, relu=None, pool=None):
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self.layers = tuple(m for m in (conv, relu, pool) if m is not None)
+
+    def forward(self, x, training):
+        out, kept = self.conv.fused_forward(x, relu=self.relu is not None, pool=self.pool, training=training)
+        return out, _keep(self, kept, training)
+
+    def backward(self, dout, kept, need_input_grad):
+        return self.conv.fused_backward(dout, kept, need_input_grad)
+
+
+class LinearStage:
+    """``Linear``, then optionally ``ReLU``, in one pass; its product on BLAS if ``blas``, else compiled loops."""
+
+    def __init__(self, linear, relu=None, blas=True):
+        self.linear, self.relu, self.blas = linear, relu, blas
+        self.layers = tuple(m for m in (linear, relu) if m is not None)
+
+    def forward(self, x, training):
+        out, kept = self.linear.fused_forward(x, relu=self.relu is not None, training=training, blas=self.blas)
+        return out, _keep(self, kept, training)
+
+    def backward(self, dout, kept, need_input_grad):
+        return self.linear.fused_backward(dout, kept, need_input_grad)
+
+
+def _next_if(modules, i, cls):
+    """modules[i] if it exists and is exactly a ``cls``, else None."""
+    return modules[i] if i < len(modules) and type(modules[i]) is cls else None
+
+
+def plan(modules):
+    """The stages computing ``modules`` in order (see the module docstring): a list of stage objects.
+
+    Planned anew at every call (a few microseconds): remembering plans would keep the models alive.
+    """
+    if get_backend() != "numba":
+        return [LayerStage(m) for m in modules]
+    # BLAS's spinning worker threads and numba's parallel kernels slow each other down 2-3x on a
+    # machine with as many threads as cores (nn.ops.linear_kernels): one or the other per network.
+    blas = not any(type(sub) is Conv2d for m in modules for sub in m.modules())
+    stages, i = [], 0
+    while i < len(modules):
+        layer = modules[i]
+        if type(layer) is Conv2d:
+            relu = _next_if(modules, i + 1, ReLU)
+            pool = _next_if(modules, i + 1 + (relu is not None), MaxPool2d)
+            stage = ConvStage(layer, relu, pool)
+        elif type(layer) is Linear:
+            stage = LinearStage(layer, _next_if(modules, i + 1, ReLU), blas)
+        else:
+            stage = LayerStage(layer)
+        stages.append(stage)
+        i += len(stage.layers)
+    return stages
+
+
+class StageModule(Module):
+    """One stage as a ``Module`` of its own (``Sequential.named_stages``), e.g. to time stages one by one.
+
+    Its forward keeps the stage's record in training mode, as any layer does; its parameters are
+    those of the stage's layers, which it does not own (``parameters()`` is empty).
+    """
+
+    def __init__(self, stage):
+        self._stage = stage
+
+    def forward(self, x):
+        out, kept = self._stage.forward(x, self.training)
+        self._save_for_backward(kept=kept)
+        return out
+
+    def backward(self, dout, need_input_grad=True):
+        return self._stage.backward(dout, self._saved()["kept"], need_input_grad)

@@ -1,0 +1,71 @@
+"""``Sequential``: modules applied in order, computed in fused stages on the numba backend."""
+
+from collections import OrderedDict
+
+from . import fusion
+from .module import Module
+
+
+class Sequential(Module):
+    """Modules applied in order; ``backward`` runs them in reverse.
+
+    ``Sequential(a, b, c)`` names its children "0", "1", "2", so parameter names read ``"0.weight"``
+    as in PyTorch; ``Sequential(OrderedDict([("conv", a), ...]))`` names them by key. A subclass may
+    also set its children as attributes, in order, before its first forward.
+
+    On the numba backend, forward groups the children into stages (``nn.fusion.plan``): a
+    ``Conv2d`` with the ``ReLU`` and ``MaxPool2d`` that follow it, a ``Linear`` with its ``ReLU``,
+    each computed in one compiled pass, with the same ``Parameter`` objects, so the state dict is
+    the same whatever the backend. The result is that of the layers run one by one (the tests
+    check it); only the intermediate arrays are never made.
+    """
+
+    def __init__(self, *modules):
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            named = [(name, m, f"entry {name!r}") for name, m in modules[0].items()]
+        else:
+            named = [(str(i), m, f"argument {i}") for i, m in enumerate(modules)]
+        for name, m, where in named:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: {where} is a {type(m).__name__}, not a Module")
+            setattr(self, name, m)
+
+    def __len__(self):
+        return sum(1 for _ in self.children())
+
+    def __getitem__(self, i):
+        return list(self.children())[i]
+
+    def __iter__(self):
+        return self.children()
+
+    def named_stages(self):
+        """``(name, module)`` per stage of the current backend, in forward order, for timing them one by one.
+
+        The name joins the stage's children's names ("C1+relu1+S2"); the module runs that stage
+        alone (``nn.fusion.StageModule``), with ``forward(x)`` and ``backward(dout, need_input_grad)``.
+        """
+        names = {id(m): name for name, m in self.named_children()}
+        for stage in fusion.plan(list(self.children())):
+            yield "+".join(names[id(m)] for m in stage.layers), fusion.StageModule(stage)
+
+    def forward(self, x):
+        """x -> the last child's output; in training mode each stage keeps what its backward needs."""
+        stages = fusion.plan(list(self.children()))
+        saved = []
+        for stage in stages:
+            x, kept = stage.forward(x, self.training)
+            saved.append(kept)
+        self._save_for_backward(stages=list(zip(stages, saved)))
+        return x
+
+    def backward(self, dout, need_input_grad=True):
+        """d loss / d output -> d loss / d input, through the stages in reverse.
+
+        With ``need_input_grad=False`` the first stage skips its input gradient and None is returned.
+        """
+        stages = self._saved()["stages"]
+        for k in range(len(stages) - 1, -1, -1):
+            stage, kept = stages[k]
+            dout = stage.backward(dout, kept, need_input_grad or k > 0)
+        return dout
