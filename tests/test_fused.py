@@ -273,6 +273,30 @@ def test_named_stages_run_one_by_one_compute_what_the_network_computes(backend):
         np.testing.assert_array_equal(got.grad, want)
 
 
+def test_sequential_plans_again_when_a_child_is_replaced_or_removed():
+    """The stage plan is kept on the model between calls; setting or deleting a child must renew it."""
+    x = np.random.default_rng(4).standard_normal((2, 1, 4, 4)).astype(np.float32)
+    model = Sequential(Conv2d(1, 2, 3, rng=0), ReLU(), Flatten(), Linear(8, 3, rng=1))
+    with nn.use_backend("numba"):
+        model(x)
+        assert [name for name, _ in model.named_stages()] == ["0+1", "2", "3"]
+        replacement = Linear(8, 3, rng=2)
+        setattr(model, "3", replacement)
+        fused = model(x)
+        (_, last), = [(name, stage) for name, stage in model.named_stages() if name == "3"]
+        assert last._stage.layers == (replacement,)
+        delattr(model, "1")
+        assert [name for name, _ in model.named_stages()] == ["0", "2", "3"]
+        unfused = model(x)
+    with nn.use_backend("numpy"):
+        assert [name for name, _ in model.named_stages()] == ["0", "2", "3"]
+        np.testing.assert_allclose(unfused, model(x), rtol=1e-5, atol=1e-6)
+        setattr(model, "1", ReLU())  # appended after "3": runs last
+        assert [name for name, _ in model.named_stages()] == ["0", "2", "3", "1"]
+    np.testing.assert_allclose(fused, replacement(np.maximum(Conv2d(1, 2, 3, rng=0)(x), 0).reshape(2, 8)),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_blas_runs_only_in_networks_without_convolutions():
     """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both."""
     from nn import fusion
