@@ -20,7 +20,8 @@ TOLERANCE = {np.float32: 1e-4, np.float64: 1e-12}
 # (N, C, H, W), C_out, conv kernel, stride, padding, pool kernel, pool stride (None: no pooling).
 # LeNet's two stages, non-5 kernels (the generic loops), strides and padding, overlapping pooling
 # windows, non-square everything, leftover rows, batch 1, enough images for the parallel drivers,
-# and window rows (C * kw) on both sides of WINNER_MIN_ROW, so both backward paths are covered.
+# window rows (C * kw) on both sides of WINNER_MIN_ROW, so both backward paths are covered, and
+# maps swept image by image and in chunks of images (conv_kernels.IMAGE_BY_IMAGE_JUNK).
 CONV_STAGE_GEOMETRIES = [
     ((3, 1, 28, 28), 6, 5, 1, 0, 2, 2),
     ((5, 6, 12, 12), 16, 5, 1, 0, 2, 2),
@@ -37,6 +38,9 @@ CONV_STAGE_GEOMETRIES = [
     ((1, 8, 11, 11), 6, 3, (1, 2), 1, 3, 2),  # long rows, horizontal stride only, overlapping pool
     ((2, 1, 14, 14), 8, 5, 1, 0, 3, 2),  # MaxPool2d(3, stride=2) after a conv
     ((1, 32, 6, 6), 16, 3, 1, 1, 2, 2),  # wide channels
+    # Junk rows under IMAGE_BY_IMAGE_JUNK: the forward sweeps chunks of several images (a last chunk of one).
+    ((11, 2, 30, 12), 3, 3, 1, 0, (1, 2), (1, 2)),  # 3x3 kernels (all nine taps in one expression)
+    ((11, 3, 30, 30), 4, 3, 2, 1, None, None),  # 3x3 stride 2: phases with 2x2 sub-kernels
 ]
 
 

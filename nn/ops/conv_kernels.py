@@ -115,7 +115,22 @@ def _add_kernel_rows(acc, xc, w_o, width, n):
                 w0, w1, w2, w3, w4 = w_o[c, i, 0], w_o[c, i, 1], w_o[c, i, 2], w_o[c, i, 3], w_o[c, i, 4]
                 for p in range(n):
                     acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2] + w3 * s[p + 3] + w4 * s[p + 4]
-    elif kw == 3:  # 3x3 kernels, the other common size
+    elif kw == 3 and kh == 3:  # 3x3 kernels, the other common size: all nine taps in one expression
+        for c in range(channels):
+            s0, s1, s2 = xc[c], xc[c, width:], xc[c, 2 * width:]
+            w0, w1, w2 = w_o[c, 0, 0], w_o[c, 0, 1], w_o[c, 0, 2]
+            w3, w4, w5 = w_o[c, 1, 0], w_o[c, 1, 1], w_o[c, 1, 2]
+            w6, w7, w8 = w_o[c, 2, 0], w_o[c, 2, 1], w_o[c, 2, 2]
+            for p in range(n):
+                acc[p] += (w0 * s0[p] + w1 * s0[p + 1] + w2 * s0[p + 2] + w3 * s1[p] + w4 * s1[p + 1]
+                           + w5 * s1[p + 2] + w6 * s2[p] + w7 * s2[p + 1] + w8 * s2[p + 2])
+    elif kw == 2 and kh == 2:  # the sub-kernels of 3x3 stride-2 convolutions (see ``_phases``), likewise
+        for c in range(channels):
+            s0, s1 = xc[c], xc[c, width:]
+            w0, w1, w2, w3 = w_o[c, 0, 0], w_o[c, 0, 1], w_o[c, 1, 0], w_o[c, 1, 1]
+            for p in range(n):
+                acc[p] += w0 * s0[p] + w1 * s0[p + 1] + w2 * s1[p] + w3 * s1[p + 1]
+    elif kw == 3:
         for c in range(channels):
             for i in range(kh):
                 s = xc[c, i * width:]
