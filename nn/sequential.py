@@ -47,6 +47,8 @@ class Sequential(Module):
 
         Kept on the model itself, so it lives and dies with it. A stage holds no state of its own
         (what a forward keeps is returned to the caller), so one plan serves every call and thread.
+        Only this model's own children renew it: a layer added inside a nested module later does not
+        (it is still run, by that module; only the plan's choice of BLAS for Linear may be stale).
         """
         backend = get_backend()
         remembered = self.__dict__.get("_stages")
