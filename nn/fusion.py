@@ -87,7 +87,8 @@ def _next_if(modules, i, cls):
 def plan(modules):
     """The stages computing ``modules`` in order (see the module docstring): a list of stage objects.
 
-    Planned anew at every call (a few microseconds): remembering plans would keep the models alive.
+    ``Sequential`` plans once per backend and set of children and keeps the plan on itself
+    (a global cache of plans would keep the models alive).
     """
     if get_backend() != "numba":
         return [LayerStage(m) for m in modules]

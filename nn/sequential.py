@@ -3,6 +3,7 @@
 from collections import OrderedDict
 
 from . import fusion
+from .backend import get_backend
 from .module import Module
 
 
@@ -30,6 +31,31 @@ class Sequential(Module):
                 raise TypeError(f"Sequential: {where} is a {type(m).__name__}, not a Module")
             setattr(self, name, m)
 
+    def __setattr__(self, name, value):
+        # A child set, replaced or removed makes the remembered stage plan (``_stages``) stale.
+        if isinstance(value, Module) or isinstance(self.__dict__.get(name), Module):
+            self.__dict__.pop("_stages", None)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if isinstance(self.__dict__.get(name), Module):
+            self.__dict__.pop("_stages", None)
+        object.__delattr__(self, name)
+
+    def _plan(self):
+        """The stages of the current backend (``nn.fusion.plan``), planned once per backend and set of children.
+
+        Kept on the model itself, so it lives and dies with it. A stage holds no state of its own
+        (what a forward keeps is returned to the caller), so one plan serves every call and thread.
+        Only this model's own children renew it: a layer added inside a nested module later does not
+        (it is still run, by that module; only the plan's choice of BLAS for Linear may be stale).
+        """
+        backend = get_backend()
+        remembered = self.__dict__.get("_stages")
+        if remembered is None or remembered[0] != backend:
+            remembered = self.__dict__["_stages"] = (backend, tuple(fusion.plan(list(self.children()))))
+        return remembered[1]
+
     def __len__(self):
         return sum(1 for _ in self.children())
 
@@ -46,15 +72,15 @@ class Sequential(Module):
         alone (``nn.fusion.StageModule``), with ``forward(x)`` and ``backward(dout, need_input_grad)``.
         """
         names = {id(m): name for name, m in self.named_children()}
-        for stage in fusion.plan(list(self.children())):
+        for stage in self._plan():
             yield "+".join(names[id(m)] for m in stage.layers), fusion.StageModule(stage)
 
     def forward(self, x):
         """x -> the last child's output; in training mode each stage keeps what its backward needs."""
-        stages = fusion.plan(list(self.children()))
+        stages, training = self._plan(), self.training
         saved = []
         for stage in stages:
-            x, kept = stage.forward(x, self.training)
+            x, kept = stage.forward(x, training)
             saved.append(kept)
         self._save_for_backward(stages=list(zip(stages, saved)))
         return x

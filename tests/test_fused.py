@@ -20,7 +20,8 @@ TOLERANCE = {np.float32: 1e-4, np.float64: 1e-12}
 # (N, C, H, W), C_out, conv kernel, stride, padding, pool kernel, pool stride (None: no pooling).
 # LeNet's two stages, non-5 kernels (the generic loops), strides and padding, overlapping pooling
 # windows, non-square everything, leftover rows, batch 1, enough images for the parallel drivers,
-# and window rows (C * kw) on both sides of WINNER_MIN_ROW, so both backward paths are covered.
+# window rows (C * kw) on both sides of WINNER_MIN_ROW, so both backward paths are covered, and
+# maps swept image by image and in chunks of images (conv_kernels.IMAGE_BY_IMAGE_JUNK).
 CONV_STAGE_GEOMETRIES = [
     ((3, 1, 28, 28), 6, 5, 1, 0, 2, 2),
     ((5, 6, 12, 12), 16, 5, 1, 0, 2, 2),
@@ -37,6 +38,9 @@ CONV_STAGE_GEOMETRIES = [
     ((1, 8, 11, 11), 6, 3, (1, 2), 1, 3, 2),  # long rows, horizontal stride only, overlapping pool
     ((2, 1, 14, 14), 8, 5, 1, 0, 3, 2),  # MaxPool2d(3, stride=2) after a conv
     ((1, 32, 6, 6), 16, 3, 1, 1, 2, 2),  # wide channels
+    # Junk rows under IMAGE_BY_IMAGE_JUNK: the forward sweeps chunks of several images (a last chunk of one).
+    ((11, 2, 30, 12), 3, 3, 1, 0, (1, 2), (1, 2)),  # 3x3 kernels (all nine taps in one expression)
+    ((11, 3, 30, 30), 4, 3, 2, 1, None, None),  # 3x3 stride 2: phases with 2x2 sub-kernels
 ]
 
 
@@ -271,6 +275,30 @@ def test_named_stages_run_one_by_one_compute_what_the_network_computes(backend):
     np.testing.assert_array_equal(d, dx)
     for got, want in zip(model.parameters(), grads):
         np.testing.assert_array_equal(got.grad, want)
+
+
+def test_sequential_plans_again_when_a_child_is_replaced_or_removed():
+    """The stage plan is kept on the model between calls; setting or deleting a child must renew it."""
+    x = np.random.default_rng(4).standard_normal((2, 1, 4, 4)).astype(np.float32)
+    model = Sequential(Conv2d(1, 2, 3, rng=0), ReLU(), Flatten(), Linear(8, 3, rng=1))
+    with nn.use_backend("numba"):
+        model(x)
+        assert [name for name, _ in model.named_stages()] == ["0+1", "2", "3"]
+        replacement = Linear(8, 3, rng=2)
+        setattr(model, "3", replacement)
+        fused = model(x)
+        (_, last), = [(name, stage) for name, stage in model.named_stages() if name == "3"]
+        assert last._stage.layers == (replacement,)
+        delattr(model, "1")
+        assert [name for name, _ in model.named_stages()] == ["0", "2", "3"]
+        unfused = model(x)
+    with nn.use_backend("numpy"):
+        assert [name for name, _ in model.named_stages()] == ["0", "2", "3"]
+        np.testing.assert_allclose(unfused, model(x), rtol=1e-5, atol=1e-6)
+        setattr(model, "1", ReLU())  # appended after "3": runs last
+        assert [name for name, _ in model.named_stages()] == ["0", "2", "3", "1"]
+    np.testing.assert_allclose(fused, replacement(np.maximum(Conv2d(1, 2, 3, rng=0)(x), 0).reshape(2, 8)),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_blas_runs_only_in_networks_without_convolutions():

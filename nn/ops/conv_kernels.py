@@ -19,10 +19,13 @@ Long contiguous loops are what the compiler turns into SIMD instructions; the pr
 ``kw - 1`` throw-away columns at the end of each row. The forward goes one step further and lays
 a chunk of images end to end (``CHUNK_POSITIONS``), each channel one wide row over the chunk, so
 a kernel row is one loop over the whole chunk: small maps (8 x 8 after a stride-2 convolution)
-get loops as long as big ones instead of paying a loop start-up for every few dozen numbers. The
-taps of one kernel row are summed in one expression (``_add_kernel_row``, spelled out for 2, 3
-and 5 taps), so the accumulator is loaded and stored once per kernel row, not per tap. Pooling
-(and ReLU) then read the windows from that scratch (``pool_kernels``).
+get loops as long as big ones instead of paying a loop start-up for every few dozen numbers.
+Chunks also compute each image's last kh - 1 rows, which no output reads: where those are more
+than ``IMAGE_BY_IMAGE_JUNK`` of an image (LeNet's 12 x 12 maps and 5 x 5 kernels: 36%), images are
+swept one by one instead, in place. The taps of one kernel row are summed in one expression
+(``_add_kernel_rows``, spelled out for 2, 3 and 5 taps), so the accumulator is loaded and stored
+once per kernel row, not per tap. Pooling (and ReLU) then read the windows from that scratch
+(``pool_kernels``).
 
 A stride (sh, sw) > 1 is turned into stride 1 first: the convolution of the input's sh x sw
 *phases* with the phases of the kernel (``_phases``), so no column is computed to be thrown away.
@@ -83,37 +86,77 @@ CHUNK_POSITIONS = 4096
 # ... in a number of chunks that is a multiple of this, when the batch allows, so the threads get
 # even shares (a count that does not depend on the thread count keeps the results independent of it).
 MIN_CHUNKS = 8
+# Chunks compute the last rows of each image (the positions past ``tail``, which no output reads)
+# as part of their long loops: when those junk positions are more than this share of an image,
+# images are swept one by one instead. Measured at batch 64, one thread, chunks vs image by image:
+# junk 0.4% (3x3 stride 2, as phases) 1.1-1.4x faster in chunks, 4.5% (8 -> 16, 3x3 on 24 x 24)
+# 1.12x; 13% (32 -> 64, 3x3 on 14 x 14 padded; LeNet-5 padded) 0.93-0.95x, 15-36% (LeNet's C1, C3)
+# 0.97-0.98x, 21% (16 -> 16, 5x5 on 20 x 20) 0.98x.
+IMAGE_BY_IMAGE_JUNK = 0.10
 
 
 
 @numba.njit(cache=True, inline="always", fastmath={"contract"})
-def _add_kernel_row(acc, src, offset, w_row, n):
-    """``acc[p] += sum_j w_row[j] * src[offset + j + p]`` for p < n: one kernel row, all positions."""
-    # Indexing a slice with p + j (never negative) rather than src with offset + j + p lets the
+def _add_kernel_rows(acc, xc, w_o, width, n):
+    """``acc[p] += sum_{c, i, j} w_o[c, i, j] * xc[c, i * width + j + p]`` for p < n: one output channel, all positions.
+
+    Each kernel row is one loop over p with its taps summed in one expression (spelled out for
+    kernels 5, 3 and 2 wide), so acc is loaded and stored once per kernel row, not per tap. The
+    test on the width stands outside the loops over channels and rows: inside them, it made the
+    compiled 5-tap loop 2x slower on short rows.
+    """
+    channels, kh, kw = w_o.shape
+    # Indexing a slice with p + j (never negative) rather than xc[c] with i * width + j + p lets the
     # compiler drop the negative-index wraparound check, which would otherwise block SIMD.
-    s = src[offset:]
-    if w_row.shape[0] == 5:  # LeNet's kernels: the five taps in one expression, one load/store of acc
-        w0, w1, w2, w3, w4 = w_row[0], w_row[1], w_row[2], w_row[3], w_row[4]
-        for p in range(n):
-            acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2] + w3 * s[p + 3] + w4 * s[p + 4]
-    elif w_row.shape[0] == 3:  # 3x3 kernels, the other common size, likewise
-        w0, w1, w2 = w_row[0], w_row[1], w_row[2]
-        for p in range(n):
-            acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2]
-    elif w_row.shape[0] == 2:  # the sub-kernels of 3x3 stride-2 convolutions (see ``_phases``)
-        w0, w1 = w_row[0], w_row[1]
-        for p in range(n):
-            acc[p] += w0 * s[p] + w1 * s[p + 1]
-    else:
-        for j in range(w_row.shape[0]):
-            wj = w_row[j]
+    if kw == 5:  # LeNet's kernels
+        for c in range(channels):
+            for i in range(kh):
+                s = xc[c, i * width:]
+                w0, w1, w2, w3, w4 = w_o[c, i, 0], w_o[c, i, 1], w_o[c, i, 2], w_o[c, i, 3], w_o[c, i, 4]
+                for p in range(n):
+                    acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2] + w3 * s[p + 3] + w4 * s[p + 4]
+    elif kw == 3 and kh == 3:  # 3x3 kernels, the other common size: all nine taps in one expression
+        for c in range(channels):
+            s0, s1, s2 = xc[c], xc[c, width:], xc[c, 2 * width:]
+            w0, w1, w2 = w_o[c, 0, 0], w_o[c, 0, 1], w_o[c, 0, 2]
+            w3, w4, w5 = w_o[c, 1, 0], w_o[c, 1, 1], w_o[c, 1, 2]
+            w6, w7, w8 = w_o[c, 2, 0], w_o[c, 2, 1], w_o[c, 2, 2]
             for p in range(n):
-                acc[p] += wj * s[p + j]
+                acc[p] += (w0 * s0[p] + w1 * s0[p + 1] + w2 * s0[p + 2] + w3 * s1[p] + w4 * s1[p + 1]
+                           + w5 * s1[p + 2] + w6 * s2[p] + w7 * s2[p + 1] + w8 * s2[p + 2])
+    elif kw == 2 and kh == 2:  # the sub-kernels of 3x3 stride-2 convolutions (see ``_phases``), likewise
+        for c in range(channels):
+            s0, s1 = xc[c], xc[c, width:]
+            w0, w1, w2, w3 = w_o[c, 0, 0], w_o[c, 0, 1], w_o[c, 1, 0], w_o[c, 1, 1]
+            for p in range(n):
+                acc[p] += w0 * s0[p] + w1 * s0[p + 1] + w2 * s1[p] + w3 * s1[p + 1]
+    elif kw == 3:
+        for c in range(channels):
+            for i in range(kh):
+                s = xc[c, i * width:]
+                w0, w1, w2 = w_o[c, i, 0], w_o[c, i, 1], w_o[c, i, 2]
+                for p in range(n):
+                    acc[p] += w0 * s[p] + w1 * s[p + 1] + w2 * s[p + 2]
+    elif kw == 2:  # the sub-kernels of 3x3 stride-2 convolutions (see ``_phases``)
+        for c in range(channels):
+            for i in range(kh):
+                s = xc[c, i * width:]
+                w0, w1 = w_o[c, i, 0], w_o[c, i, 1]
+                for p in range(n):
+                    acc[p] += w0 * s[p] + w1 * s[p + 1]
+    else:
+        for c in range(channels):
+            for i in range(kh):
+                s = xc[c, i * width:]
+                for j in range(kw):
+                    wj = w_o[c, i, j]
+                    for p in range(n):
+                        acc[p] += wj * s[p + j]
 
 
 @numba.njit(cache=True, inline="always", fastmath={"contract"})
 def _add_flipped_kernel_row(acc, src, offset, w_row, n):
-    """``acc[q] += sum_j w_row[j] * src[offset - j + q]`` for q < n: the transpose of ``_add_kernel_row``."""
+    """``acc[q] += sum_j w_row[j] * src[offset - j + q]`` for q < n: the transpose of one kernel row of ``_add_kernel_rows``."""
     last = w_row.shape[0] - 1
     s = src[offset - last:]  # s[q + last - j] is src[offset - j + q]
     if last == 4:
@@ -187,7 +230,7 @@ def _conv_chunk(x, w, b, out, argmax, xc, conv, first, count, width, tail, pool,
     pkh, pkw, psh, psw = pool
     length = (count - 1) * size + tail
     if count == 1:
-        xc = x[first]  # one image is already one wide row per channel
+        xc = x[first]  # one image is already one wide row per channel (the xc passed in goes unused)
     else:
         for c in range(channels):
             for k in range(count):
@@ -195,12 +238,28 @@ def _conv_chunk(x, w, b, out, argmax, xc, conv, first, count, width, tail, pool,
     for o in range(out_channels):
         acc = conv[o]
         acc[:length] = b[o]
-        for c in range(channels):
-            for i in range(kh):
-                _add_kernel_row(acc, xc[c], i * width, w[o, c, i], length)
+        _add_kernel_rows(acc, xc, w[o], width, length)
         for k in range(count):
             pool_channel(acc[k * size:], width, out[first + k, o], argmax[first + k, o], pkh, pkw, psh, psw, relu,
                          keep_argmax)
+
+
+@numba.njit(cache=True)
+def _images_serial(x, w, b, out, argmax, width, tail, chunks, pool, relu, keep_argmax):
+    """Image by image: only each image's ``tail`` positions, read in place (``_conv_chunk`` of one image)."""
+    conv = np.empty((w.shape[0], tail), dtype=x.dtype)  # one scratch for every image
+    for n in range(x.shape[0]):
+        _conv_chunk(x, w, b, out, argmax, conv, conv, n, 1, width, tail, pool, relu, keep_argmax)
+
+
+@numba.njit(cache=True, parallel=True)
+def _images_parallel(x, w, b, out, argmax, width, tail, chunks, pool, relu, keep_argmax):
+    n_images = x.shape[0]
+    # Consecutive images per chunk, one scratch per chunk rather than per image.
+    for chunk in numba.prange(chunks):
+        conv = np.empty((w.shape[0], tail), dtype=x.dtype)
+        for n in range(chunk * n_images // chunks, (chunk + 1) * n_images // chunks):
+            _conv_chunk(x, w, b, out, argmax, conv, conv, n, 1, width, tail, pool, relu, keep_argmax)
 
 
 @numba.njit(cache=True)
@@ -513,12 +572,18 @@ def conv_forward(x, weight, bias, stride=(1, 1), padding=(0, 0), relu=False, poo
         xp, weight = _phases(xp, stride), _phases(weight, stride)
     channels, hp, wp = xp.shape[1:]
     size = hp * wp
+    tail = (oh - 1) * wp + ow
+    args = (xp.reshape(n, channels, size), weight, bias, out, argmax, wp, tail)
+    rest = ((pkh, pkw, *pool_stride), bool(relu), keep_argmax)
+    work = size * weight.size * n
+    if size - tail > IMAGE_BY_IMAGE_JUNK * size:
+        # Image by image: chunks would compute the junk rows between images.
+        drive(_images_serial, _images_parallel, n, work, *args, min(n, MIN_CHUNKS), *rest)
+        return out, (argmax if keep_argmax else None)
     # Chunks of about CHUNK_POSITIONS positions, their count rounded up to a multiple of MIN_CHUNKS.
     chunks = -(-max(n * size // CHUNK_POSITIONS, 1) // MIN_CHUNKS) * MIN_CHUNKS
     per_chunk = -(-n // min(n, chunks))
-    drive(_forward_serial, _forward_parallel, -(-n // per_chunk), size * weight.size * n,
-          xp.reshape(n, channels, size), weight, bias, out, argmax, wp, (oh - 1) * wp + ow, per_chunk,
-          (pkh, pkw, *pool_stride), bool(relu), keep_argmax)
+    drive(_forward_serial, _forward_parallel, -(-n // per_chunk), work, *args, per_chunk, *rest)
     return out, (argmax if keep_argmax else None)
 
 
