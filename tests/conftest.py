@@ -48,6 +48,17 @@ def mnist_dir():
     return mnist_folder()
 
 
+@pytest.fixture(scope="module")
+def model():
+    """An untrained LeNet5 (seed 0) in eval mode, with the recorded accuracy a server shows: the
+    server tests' model (a file may define its own ``model`` instead)."""
+    import lenet  # here, not at the top: most test files never need it
+
+    model = lenet.LeNet5(seed=0).eval()
+    model.metadata = {"test_accuracy": 0.5}
+    return model
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Append to an "import failed" skip reason the command that installs the package."""

@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 
-import lenet
 from lenet.activations import STAGE_NAMES, stage_activations
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.activations import quantized
@@ -19,11 +18,6 @@ from tests.test_serve import BAD_IMAGES, call, drawn_seven, png_bytes
 MAX_ANSWER_BYTES = 16 * 1024  # ~8 kB of maps plus /api/predict's answer, whatever the digit
 EXPECTED_SHAPES = {"C1": [6, 24, 24], "S2": [6, 12, 12], "C3": [16, 8, 8], "S4": [16, 4, 4],
                    "C5": [120], "F6": [84], "out": [10]}
-
-
-@pytest.fixture(scope="module")
-def model():
-    return lenet.LeNet5(seed=0).eval()
 
 
 @pytest.fixture(scope="module")

@@ -35,13 +35,6 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # -- fixtures and helpers -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model():
-    model = lenet.LeNet5(seed=0).eval()
-    model.metadata = {"test_accuracy": 0.5}
-    return model
-
-
-@pytest.fixture(scope="module")
 def log_lines():
     return []
 

@@ -18,7 +18,6 @@ import time
 
 import pytest
 
-import lenet
 import nn
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.budget import MemoryBudget
@@ -30,13 +29,6 @@ TIMEOUT = 1.0                   # the test servers' request_timeout: idle, head 
 BODY_MEMORY = 1536 * 1024       # room for one 1 MiB body (the /api/predict limit), not two
 MAX_HEADERS = 20
 PIXELS = json.dumps([255] * 784).encode()  # a blank canvas for /api/mnist
-
-
-@pytest.fixture(scope="module")
-def model():
-    model = lenet.LeNet5(seed=0).eval()
-    model.metadata = {"test_accuracy": 0.5}
-    return model
 
 
 @pytest.fixture(scope="module")

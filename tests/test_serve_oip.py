@@ -33,13 +33,6 @@ INFER = "/v2/models/lenet5/infer"
 
 # -- fixtures and helpers -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def model():
-    model = lenet.LeNet5(seed=0).eval()
-    model.metadata = {"test_accuracy": 0.5}
-    return model
-
-
-@pytest.fixture(scope="module")
 def server(model):
     server = PredictionServer(model, port=0, log=None)
     with serving_in_background(server):
