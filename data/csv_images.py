@@ -58,7 +58,6 @@ def read_labelled_csv(binary_stream, name, image_shape=(28, 28)):
 
 def _parse_rows(lines, columns, name, first_row):
     """Parse data rows (lines ``first_row``... of the file) into a (rows, columns) uint8 array."""
-    last_row = first_row + len(lines) - 1
     if not any(line.strip() for line in lines):
         return np.zeros((0, columns), dtype=np.uint8)  # only blank lines, e.g. the file's end
     try:

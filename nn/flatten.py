@@ -13,7 +13,7 @@ class Flatten(Module):
         x = np.asarray(x)
         x = as_float_array("Flatten", x, np.result_type(x.dtype, np.float32))
         if x.ndim < 1:
-            raise ValueError(f"Flatten: expected at least a batch dimension, got a scalar")
+            raise ValueError("Flatten: expected at least a batch dimension, got a scalar")
         self._save_for_backward(shape=x.shape)
         return x.reshape(x.shape[0], -1)
 
