@@ -10,7 +10,7 @@ from .module import Module
 from .parameter import Parameter
 
 if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the compiled path is never taken
-    from .ops import conv_kernels
+    from .ops import conv_kernels, gemm_kernels
 
 
 class Conv2d(Module):
@@ -138,6 +138,46 @@ class Conv2d(Module):
             dout, kept["x"], kept["out"], kept["argmax"], self.weight.data, self.weight.grad,
             None if self.bias is None else self.bias.grad, self.stride, self.padding, kept["relu"],
             kept["pool_kernel"], kept["pool_stride"], need_input_grad=need_input_grad, buffers=buffers)
+
+    # -- the numba backend in a network that runs on BLAS (``nn.fusion.plan``): im2col + one product -----
+    def gemm_forward(self, x, relu=False, training=False):
+        """``relu(self(x))`` as the NumPy backend computes it, from the serial compiled ``im2col_taps``: ``(out, kept)``.
+
+        ``Y = relu(col @ W2^T + b)`` (N * out_h * out_w, C_out), one BLAS product, then reshaped to
+        NCHW; ``col^T`` is what ``nn.ops.gemm_kernels.im2col_taps`` builds. ``kept`` (training only)
+        holds it and ``Y`` for ``gemm_backward``.
+        """
+        x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
+        out_h, out_w = self._output_size(x)
+        geometry = (*self.kernel_size, *self.stride, *self.padding, out_h, out_w)
+        taps = gemm_kernels.im2col_taps(x, *geometry)
+        product = taps.T @ self.weight.data.reshape(self.out_channels, -1).T
+        if self.bias is not None:
+            product += self.bias.data
+        if relu:
+            np.maximum(product, 0, out=product)
+        out = np.ascontiguousarray(product.reshape(x.shape[0], out_h, out_w, self.out_channels).transpose(0, 3, 1, 2))
+        if not training:
+            return out, None
+        return out, dict(taps=taps, product=product, x_shape=x.shape, out_shape=out.shape, geometry=geometry,
+                         relu=relu)
+
+    def gemm_backward(self, dout, kept, need_input_grad=True):
+        """Backward of ``gemm_forward``: ``dY = dout * [Y > 0]`` (with ReLU), then the three products of
+        the class docstring (transposed where ``col^T`` is at hand) and ``col2im_taps``.
+        Accumulates the grads, returns dL/dx (or None)."""
+        dout = check_dout("Conv2d", dout, kept["out_shape"], self.weight.dtype)
+        dout_matrix = dout.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # rows (n, oy, ox), like col
+        if kept["relu"]:
+            dout_matrix = dout_matrix * (kept["product"] > 0)
+        taps = kept["taps"]
+        self.weight.grad += (taps @ dout_matrix).T.reshape(self.weight.shape)
+        if self.bias is not None:
+            self.bias.grad += dout_matrix.sum(axis=0)
+        if not need_input_grad:
+            return None
+        weight_matrix = self.weight.data.reshape(self.out_channels, -1)
+        return gemm_kernels.col2im_taps(weight_matrix.T @ dout_matrix.T, kept["x_shape"], *kept["geometry"])
 
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -1,0 +1,79 @@
+"""im2col and its adjoint with taps as rows, for convolutions computed as one BLAS product (serial).
+
+``Conv2d.gemm_forward`` (the numba backend in a network that runs on BLAS, ``nn.fusion.plan``)
+computes ``Y = col @ W2^T``. Here ``col`` is built transposed, ``taps`` = ``col^T`` of shape
+(C * kh * kw, N * out_h * out_w): for one tap (c, i, j), one image and one output row, the
+taps' row receives ``out_w`` consecutive values, a contiguous write the compiler can vectorize,
+and the bounds of the padding are worked out once per row instead of once per element (the
+element-by-element ``numba_ops.im2col`` cost more than the product itself). BLAS takes the
+transposed operand as it is, without a copy.
+
+Serial on purpose: these run beside BLAS's threads (see ``nn.ops.linear_kernels`` on the two
+thread pools). Compiled per dtype on first use and cached on disk.
+"""
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _valid_columns(j, sw, pw, w, out_w):
+    """Output columns ox whose tap column ``ox*sw + j - pw`` lies inside ``[0, w)``: ``range(lo, hi)``."""
+    lo = max(0, (pw - j + sw - 1) // sw)
+    hi = min(out_w, (w - 1 + pw - j) // sw + 1)
+    return lo, max(lo, hi)
+
+
+@numba.njit(cache=True)
+def _im2col_taps_kernel(x, taps, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    n_images, channels, h, w = x.shape
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                tap = (c * kh + i) * kw + j
+                lo, hi = _valid_columns(j, sw, pw, w, out_w)
+                for n in range(n_images):
+                    for oy in range(out_h):
+                        row = taps[tap, (n * out_h + oy) * out_w:(n * out_h + oy + 1) * out_w]
+                        y = oy * sh + i - ph
+                        if y < 0 or y >= h:
+                            row[:] = 0  # the whole row of this tap falls on the padding
+                            continue
+                        row[:lo] = 0
+                        for ox in range(lo, hi):
+                            row[ox] = x[n, c, y, ox * sw + j - pw]
+                        row[hi:] = 0
+
+
+@numba.njit(cache=True)
+def _col2im_taps_kernel(taps, dx, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    n_images, channels, h, w = dx.shape
+    for c in range(channels):
+        for i in range(kh):
+            for j in range(kw):
+                tap = (c * kh + i) * kw + j
+                lo, hi = _valid_columns(j, sw, pw, w, out_w)
+                for n in range(n_images):
+                    for oy in range(out_h):
+                        y = oy * sh + i - ph
+                        if y < 0 or y >= h:
+                            continue  # this tap was padding: its gradient goes nowhere
+                        start = (n * out_h + oy) * out_w
+                        for ox in range(lo, hi):
+                            dx[n, c, y, ox * sw + j - pw] += taps[tap, start + ox]
+
+
+def im2col_taps(x, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    """x (N, C, H, W) -> taps (C * kh * kw, N * out_h * out_w) = ``numpy_ops.im2col(x, ...)^T``."""
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    taps = np.empty((c * kh * kw, n * out_h * out_w), dtype=x.dtype)
+    _im2col_taps_kernel(x, taps, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    return taps
+
+
+def col2im_taps(taps, x_shape, kh, kw, sh, sw, ph, pw, out_h, out_w):
+    """taps (C * kh * kw, N * out_h * out_w) -> dx (N, C, H, W), the adjoint of ``im2col_taps``."""
+    dx = np.zeros(x_shape, dtype=taps.dtype)
+    _col2im_taps_kernel(np.ascontiguousarray(taps), dx, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    return dx
