@@ -167,13 +167,10 @@ class Conv2d(Module):
         the class docstring (transposed where ``col^T`` is at hand) and ``col2im_taps``.
         Accumulates the grads, returns dL/dx (or None)."""
         dout = check_dout("Conv2d", dout, kept["out_shape"], self.weight.dtype)
-        dout_matrix = dout.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # rows (n, oy, ox), like col
-        if kept["relu"]:
-            dout_matrix = dout_matrix * (kept["product"] > 0)
-        taps = kept["taps"]
-        self.weight.grad += (taps @ dout_matrix).T.reshape(self.weight.shape)
+        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["product"], kept["relu"])
+        self.weight.grad += (kept["taps"] @ dout_matrix).T.reshape(self.weight.shape)
         if self.bias is not None:
-            self.bias.grad += dout_matrix.sum(axis=0)
+            self.bias.grad += bias_grad
         if not need_input_grad:
             return None
         weight_matrix = self.weight.data.reshape(self.out_channels, -1)
