@@ -38,7 +38,9 @@ class Conv2d(Module):
         dL/dx   = col2im(dL/dcol)   (N, C_in, H, W): each pixel sums the taps of every window covering it
 
     That is the NumPy backend, the readable reference. The numba backend computes the same sums
-    directly, without ``col`` (``fused_forward``, ``nn.ops.conv_kernels``).
+    directly, without ``col`` (``fused_forward``, ``nn.ops.conv_kernels``), except in a network
+    that runs on BLAS (``nn.fusion.runs_on_blas``), where it computes these products from a
+    compiled ``col^T`` (``gemm_forward``, ``nn.ops.gemm_kernels``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,

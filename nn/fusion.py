@@ -4,9 +4,11 @@
 
 * ``Conv2d`` [``ReLU``] [``MaxPool2d``] -> one ``ConvStage`` (``nn.ops.conv_kernels``): the
   convolution, ReLU and pooling in one pass over memory, for any stride, padding, kernel, channel
-  counts and pooling windows;
+  counts and pooling windows; in a network that runs on BLAS (``runs_on_blas``: its convolutions
+  are all strided), ``Conv2d`` [``ReLU``] -> one ``GemmConvStage`` instead (im2col + one product,
+  ``nn.ops.gemm_kernels``), and a ``MaxPool2d`` after it runs as itself;
 * ``Linear`` [``ReLU``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), on BLAS in a network
-  without convolutions, on compiled loops in one with (see ``plan``);
+  that runs on BLAS, on compiled loops otherwise;
 * anything else (``Flatten``, a lone ``ReLU`` or ``MaxPool2d``, a nested ``Sequential``, a layer
   of your own) -> a ``LayerStage``, which runs the module as it is.
 
