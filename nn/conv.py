@@ -145,31 +145,27 @@ class Conv2d(Module):
     def gemm_forward(self, x, relu=False, training=False):
         """``relu(self(x))`` as the NumPy backend computes it, from the serial compiled ``im2col_taps``: ``(out, kept)``.
 
-        ``Y = relu(col @ W2^T + b)`` (N * out_h * out_w, C_out), one BLAS product, then reshaped to
-        NCHW; ``col^T`` is what ``nn.ops.gemm_kernels.im2col_taps`` builds. ``kept`` (training only)
-        holds it and ``Y`` for ``gemm_backward``.
+        ``Y = relu(col @ W2^T + b)``: one BLAS product (N * out_h * out_w, C_out), then bias, ReLU
+        and the move to NCHW in one compiled pass; ``col^T`` is what ``nn.ops.gemm_kernels.im2col_taps``
+        builds. ``kept`` (training only) holds it and the output for ``gemm_backward``.
         """
         x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
         out_h, out_w = self._output_size(x)
         geometry = (*self.kernel_size, *self.stride, *self.padding, out_h, out_w)
         taps = gemm_kernels.im2col_taps(x, *geometry)
         product = taps.T @ self.weight.data.reshape(self.out_channels, -1).T
-        if self.bias is not None:
-            product += self.bias.data
-        if relu:
-            np.maximum(product, 0, out=product)
-        out = np.ascontiguousarray(product.reshape(x.shape[0], out_h, out_w, self.out_channels).transpose(0, 3, 1, 2))
+        out = gemm_kernels.rows_to_output(product, None if self.bias is None else self.bias.data, relu,
+                                          (x.shape[0], self.out_channels, out_h, out_w))
         if not training:
             return out, None
-        return out, dict(taps=taps, product=product, x_shape=x.shape, out_shape=out.shape, geometry=geometry,
-                         relu=relu)
+        return out, dict(taps=taps, out=out, x_shape=x.shape, geometry=geometry, relu=relu)
 
     def gemm_backward(self, dout, kept, need_input_grad=True):
-        """Backward of ``gemm_forward``: ``dY = dout * [Y > 0]`` (with ReLU), then the three products of
+        """Backward of ``gemm_forward``: ``dY = dout * [out > 0]`` (with ReLU), then the three products of
         the class docstring (transposed where ``col^T`` is at hand) and ``col2im_taps``.
         Accumulates the grads, returns dL/dx (or None)."""
-        dout = check_dout("Conv2d", dout, kept["out_shape"], self.weight.dtype)
-        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["product"], kept["relu"])
+        dout = check_dout("Conv2d", dout, kept["out"].shape, self.weight.dtype)
+        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["out"], kept["relu"])
         self.weight.grad += (kept["taps"] @ dout_matrix).T.reshape(self.weight.shape)
         if self.bias is not None:
             self.bias.grad += bias_grad

@@ -561,3 +561,17 @@ def test_sgd_update_gives_the_bits_of_nn_optim_sgd(dtype, momentum, weight_decay
         np.testing.assert_array_equal(data, reference.data)
         if momentum:
             np.testing.assert_array_equal(buffer, optimizer.momentum_buffers[0])
+
+
+def test_gemm_conv_stage_relu_turns_nan_into_zero_as_the_relu_layer_does():
+    conv = Conv2d(1, 2, 3, stride=2, padding=1, rng=3)
+    x = np.random.default_rng(8).standard_normal((1, 1, 6, 6)).astype(np.float32)
+    x[0, 0, 2, 2] = np.nan  # reaches several output positions of both channels
+    with nn.use_backend("numpy"):
+        expected = ReLU()(conv(x))
+    with nn.use_backend("numba"):
+        y, _ = conv.gemm_forward(x, relu=True)
+        y_without_relu, _ = conv.gemm_forward(x, relu=False)
+    assert np.isnan(y_without_relu).any() and not np.isnan(y).any()
+    assert np.array_equal(y == 0, expected == 0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)

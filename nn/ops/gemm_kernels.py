@@ -67,29 +67,56 @@ def _col2im_taps_kernel(taps, dx, kh, kw, sh, sw, ph, pw, out_h, out_w):
 
 
 @numba.njit(cache=True)
-def _output_gradient_rows_kernel(dout, product, relu, rows, bias_grad):
-    n_images, channels, out_h, out_w = dout.shape
+def _rows_to_output_kernel(product, bias, relu, out):
+    n_images, channels, out_h, out_w = out.shape
     positions = out_h * out_w
-    planes = dout.reshape(n_images, channels, positions)
+    planes = out.reshape(n_images, channels, positions)
     for n in range(n_images):
         for p in range(positions):
             row = n * positions + p
             for o in range(channels):
-                value = planes[n, o, p]
-                if relu and not product[row, o] > 0:
+                value = product[row, o] + bias[o]
+                if relu and not value > 0:
+                    value = 0  # as ReLU: max(value, 0), and 0 for NaN
+                planes[n, o, p] = value
+
+
+def rows_to_output(product, bias, relu, out_shape):
+    """product (N * out_h * out_w, C_out), rows (n, oy, ox) -> out (N, C_out, out_h, out_w) =
+    ``product + bias``, through ReLU if ``relu``, in one pass (bias None: no bias)."""
+    if bias is None:
+        bias = np.zeros(product.shape[1], dtype=product.dtype)
+    out = np.empty(out_shape, dtype=product.dtype)
+    _rows_to_output_kernel(product, bias, relu, out)
+    return out
+
+
+@numba.njit(cache=True)
+def _output_gradient_rows_kernel(dout, out, relu, rows, bias_grad):
+    n_images, channels, out_h, out_w = dout.shape
+    positions = out_h * out_w
+    dout_planes = dout.reshape(n_images, channels, positions)
+    out_planes = out.reshape(n_images, channels, positions)
+    for n in range(n_images):
+        for p in range(positions):
+            row = n * positions + p
+            for o in range(channels):
+                value = dout_planes[n, o, p]
+                if relu and not out_planes[n, o, p] > 0:
                     value = 0
                 rows[row, o] = value
                 bias_grad[o] += value
 
 
-def output_gradient_rows(dout, product, relu):
+def output_gradient_rows(dout, out, relu):
     """dout (N, C_out, out_h, out_w) -> (dY, db): dY (N * out_h * out_w, C_out) = dout in the rows of
-    ``product`` (times ``[product > 0]`` if ``relu``), db (C_out,) its column sums, in one pass
-    (numpy's transpose, mask and ``sum(axis=0)`` over a few columns took longer than the products)."""
+    ``rows_to_output``'s product (times ``[out > 0]`` if ``relu``), db (C_out,) its column sums, in
+    one pass (numpy's transpose, mask and ``sum(axis=0)`` over a few columns took longer than the
+    products)."""
     dout = np.ascontiguousarray(dout)
-    rows = np.empty(product.shape, dtype=dout.dtype)
+    rows = np.empty((dout.shape[0] * dout.shape[2] * dout.shape[3], dout.shape[1]), dtype=dout.dtype)
     bias_grad = np.zeros(dout.shape[1], dtype=dout.dtype)
-    _output_gradient_rows_kernel(dout, product, relu, rows, bias_grad)
+    _output_gradient_rows_kernel(dout, out, relu, rows, bias_grad)
     return rows, bias_grad
 
 
