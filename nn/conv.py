@@ -10,7 +10,7 @@ from .module import Module
 from .parameter import Parameter
 
 if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the compiled path is never taken
-    from .ops import conv_kernels
+    from .ops import conv_kernels, gemm_kernels
 
 
 class Conv2d(Module):
@@ -38,7 +38,9 @@ class Conv2d(Module):
         dL/dx   = col2im(dL/dcol)   (N, C_in, H, W): each pixel sums the taps of every window covering it
 
     That is the NumPy backend, the readable reference. The numba backend computes the same sums
-    directly, without ``col`` (``fused_forward``, ``nn.ops.conv_kernels``).
+    directly, without ``col`` (``fused_forward``, ``nn.ops.conv_kernels``), except in a network
+    that runs on BLAS (``nn.fusion.runs_on_blas``), where it computes these products from a
+    compiled ``col^T`` (``gemm_forward``, ``nn.ops.gemm_kernels``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -138,6 +140,39 @@ class Conv2d(Module):
             dout, kept["x"], kept["out"], kept["argmax"], self.weight.data, self.weight.grad,
             None if self.bias is None else self.bias.grad, self.stride, self.padding, kept["relu"],
             kept["pool_kernel"], kept["pool_stride"], need_input_grad=need_input_grad, buffers=buffers)
+
+    # -- the numba backend in a network that runs on BLAS (``nn.fusion.plan``): im2col + one product -----
+    def gemm_forward(self, x, relu=False, training=False):
+        """``relu(self(x))`` as the NumPy backend computes it, from the serial compiled ``im2col_taps``: ``(out, kept)``.
+
+        ``Y = relu(col @ W2^T + b)``: one BLAS product (N * out_h * out_w, C_out), then bias, ReLU
+        and the move to NCHW in one compiled pass; ``col^T`` is what ``nn.ops.gemm_kernels.im2col_taps``
+        builds. ``kept`` (training only) holds it and the output for ``gemm_backward``.
+        """
+        x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
+        out_h, out_w = self._output_size(x)
+        geometry = (*self.kernel_size, *self.stride, *self.padding, out_h, out_w)
+        taps = gemm_kernels.im2col_taps(x, *geometry)
+        product = taps.T @ self.weight.data.reshape(self.out_channels, -1).T
+        out = gemm_kernels.rows_to_output(product, None if self.bias is None else self.bias.data, relu,
+                                          (x.shape[0], self.out_channels, out_h, out_w))
+        if not training:
+            return out, None
+        return out, dict(taps=taps, out=out, x_shape=x.shape, geometry=geometry, relu=relu)
+
+    def gemm_backward(self, dout, kept, need_input_grad=True):
+        """Backward of ``gemm_forward``: ``dY = dout * [out > 0]`` (with ReLU), then the three products of
+        the class docstring (transposed where ``col^T`` is at hand) and ``col2im_taps``.
+        Accumulates the grads, returns dL/dx (or None)."""
+        dout = check_dout("Conv2d", dout, kept["out"].shape, self.weight.dtype)
+        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["out"], kept["relu"])
+        self.weight.grad += (kept["taps"] @ dout_matrix).T.reshape(self.weight.shape)
+        if self.bias is not None:
+            self.bias.grad += bias_grad
+        if not need_input_grad:
+            return None
+        weight_matrix = self.weight.data.reshape(self.out_channels, -1)
+        return gemm_kernels.col2im_taps(weight_matrix.T @ dout_matrix.T, kept["x_shape"], *kept["geometry"])
 
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

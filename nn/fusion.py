@@ -4,9 +4,11 @@
 
 * ``Conv2d`` [``ReLU``] [``MaxPool2d``] -> one ``ConvStage`` (``nn.ops.conv_kernels``): the
   convolution, ReLU and pooling in one pass over memory, for any stride, padding, kernel, channel
-  counts and pooling windows;
+  counts and pooling windows; in a network that runs on BLAS (``runs_on_blas``: its convolutions
+  are all strided), ``Conv2d`` [``ReLU``] -> one ``GemmConvStage`` instead (im2col + one product,
+  ``nn.ops.gemm_kernels``), and a ``MaxPool2d`` after it runs as itself;
 * ``Linear`` [``ReLU``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), on BLAS in a network
-  without convolutions, on compiled loops in one with (see ``plan``);
+  that runs on BLAS, on compiled loops otherwise;
 * anything else (``Flatten``, a lone ``ReLU`` or ``MaxPool2d``, a nested ``Sequential``, a layer
   of your own) -> a ``LayerStage``, which runs the module as it is.
 
@@ -64,6 +66,25 @@ class ConvStage:
         return self.conv.fused_backward(dout, kept, need_input_grad)
 
 
+class GemmConvStage:
+    """``Conv2d``, then optionally ``ReLU``, as im2col + one BLAS product (``Conv2d.gemm_forward``).
+
+    For networks that run on BLAS (see ``plan``): its compiled helpers are serial, so BLAS's threads
+    are the only ones running. A ``MaxPool2d`` after it runs as itself (serial compiled kernels too).
+    """
+
+    def __init__(self, conv, relu=None):
+        self.conv, self.relu = conv, relu
+        self.layers = tuple(m for m in (conv, relu) if m is not None)
+
+    def forward(self, x, training):
+        out, kept = self.conv.gemm_forward(x, relu=self.relu is not None, training=training)
+        return out, _keep(self, kept, training)
+
+    def backward(self, dout, kept, need_input_grad):
+        return self.conv.gemm_backward(dout, kept, need_input_grad)
+
+
 class LinearStage:
     """``Linear``, then optionally ``ReLU``, in one pass; its product on BLAS if ``blas``, else compiled loops."""
 
@@ -84,6 +105,19 @@ def _next_if(modules, i, cls):
     return modules[i] if i < len(modules) and type(modules[i]) is cls else None
 
 
+def runs_on_blas(modules):
+    """True if every ``Conv2d`` in ``modules`` (at any depth) is strided, or there is none.
+
+    BLAS's spinning worker threads and numba's parallel kernels slow each other down 2-3x on a
+    machine with as many threads as cores (docs/performance.md): one or the other per network.
+    The direct kernels compute a strided convolution as a stride-1 one on the input's phases
+    (16 taps for a 3x3 kernel's 9, short loops on small maps), where im2col + BLAS measured
+    faster; for stride 1 the direct kernels win. A network without convolutions (an MLP) is all
+    products: BLAS.
+    """
+    return all(sub.stride != (1, 1) for m in modules for sub in m.modules() if type(sub) is Conv2d)
+
+
 def plan(modules):
     """The stages computing ``modules`` in order (see the module docstring): a list of stage objects.
 
@@ -92,13 +126,13 @@ def plan(modules):
     """
     if get_backend() != "numba":
         return [LayerStage(m) for m in modules]
-    # BLAS's spinning worker threads and numba's parallel kernels slow each other down 2-3x on a
-    # machine with as many threads as cores (nn.ops.linear_kernels): one or the other per network.
-    blas = not any(type(sub) is Conv2d for m in modules for sub in m.modules())
+    blas = runs_on_blas(modules)
     stages, i = [], 0
     while i < len(modules):
         layer = modules[i]
-        if type(layer) is Conv2d:
+        if type(layer) is Conv2d and blas:
+            stage = GemmConvStage(layer, _next_if(modules, i + 1, ReLU))
+        elif type(layer) is Conv2d:
             relu = _next_if(modules, i + 1, ReLU)
             pool = _next_if(modules, i + 1 + (relu is not None), MaxPool2d)
             stage = ConvStage(layer, relu, pool)

@@ -168,7 +168,7 @@ def test_linear_stage_matches_the_layers(dtype, relu, path, batch, in_features, 
 
 
 def composed_networks(dtype, seed=0):
-    """Networks of every stage kind: LeNet5 itself, LeNet-like padded, strided without pooling,
+    """Networks of every stage kind: LeNet5 itself, LeNet-like padded, strided (on BLAS) with and without pooling,
     overlapping pooling, wide channels, a bare MLP, lone ReLU/MaxPool2d, layers without bias, a
     nested Sequential."""
     def conv(*args, **kwargs):
@@ -185,6 +185,9 @@ def composed_networks(dtype, seed=0):
         "strided": ((1, 15, 15), Sequential(
             conv(1, 8, 3, stride=2, padding=1), ReLU(), conv(8, 16, 3, stride=2, padding=1), ReLU(),
             Flatten(), linear(256, 10))),
+        "strided-pooled": ((1, 17, 12), Sequential(  # all strided: on BLAS, the pooling as itself
+            conv(1, 4, 3, stride=(2, 1), padding=(1, 0)), ReLU(), MaxPool2d(2),
+            conv(4, 6, (2, 3), stride=2, bias=False), Flatten(), linear(24, 10))),
         "overlapping-pool": ((2, 13, 11), Sequential(
             conv(2, 5, 3), ReLU(), MaxPool2d(3, stride=2), Flatten(), linear(5 * 5 * 4, 7))),
         "wide": ((3, 10, 10), Sequential(
@@ -301,15 +304,87 @@ def test_sequential_plans_again_when_a_child_is_replaced_or_removed():
                                rtol=1e-5, atol=1e-6)
 
 
-def test_blas_runs_only_in_networks_without_convolutions():
-    """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both."""
+def test_blas_runs_only_in_networks_whose_convolutions_are_all_strided():
+    """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both.
+    A network with a stride-1 convolution runs the direct kernels; one whose convolutions are all
+    strided (or that has none) runs on BLAS, its convolutions as im2col + one product."""
     from nn import fusion
 
+    def kinds(stages):
+        return [(type(s).__name__, getattr(s, "blas", None)) for s in stages if type(s).__name__ != "LayerStage"]
+
     with nn.use_backend("numba"):
-        with_conv = fusion.plan([Sequential(Conv2d(1, 2, 3)), Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
+        mixed = fusion.plan([Sequential(Conv2d(1, 2, 3, stride=2)), Conv2d(2, 2, 3), Flatten(), Linear(2, 3), ReLU(),
+                             Linear(3, 4)])
+        strided = fusion.plan([Conv2d(1, 2, 3, stride=(1, 2)), ReLU(), MaxPool2d(2), Sequential(Conv2d(2, 2, 3, stride=2)),
+                               Flatten(), Linear(2, 3)])
         mlp = fusion.plan([Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
-    assert [s.blas for s in with_conv if type(s).__name__ == "LinearStage"] == [False, False]
-    assert [s.blas for s in mlp if type(s).__name__ == "LinearStage"] == [True, True]
+    assert kinds(mixed) == [("ConvStage", None), ("LinearStage", False), ("LinearStage", False)]
+    assert kinds(strided) == [("GemmConvStage", None), ("LinearStage", True)]
+    assert [len(s.layers) for s in strided] == [2, 1, 1, 1, 1]  # conv+relu, then the pool as itself
+    assert kinds(mlp) == [("LinearStage", True), ("LinearStage", True)]
+
+
+GEMM_GEOMETRIES = [  # (N, C, H, W), C_out, kernel, stride, padding
+    ((3, 1, 28, 28), 4, 3, 2, 1),
+    ((1, 3, 11, 13), 5, 3, 2, 1),  # batch 1, non-square
+    ((2, 4, 9, 10), 3, (2, 4), (2, 3), (1, 2)),  # everything per axis; padding wider than a stride
+    ((2, 2, 8, 7), 6, (3, 1), (1, 2), (0, 0)),
+    ((4, 16, 14, 14), 32, 3, 2, 1),  # network E's second convolution, smaller batch
+    ((2, 2, 5, 5), 3, 5, 3, 2),  # kernel as large as the image: most taps on the padding
+    ((2, 3, 6, 6), 2, 3, 1, 1),  # stride 1 works too (the plan does not pick it, the kernels allow it)
+]
+
+
+@pytest.mark.parametrize("x_shape, out_channels, kernel, stride, padding", GEMM_GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_taps_is_the_transposed_im2col_and_col2im_taps_its_adjoint(x_shape, out_channels, kernel, stride,
+                                                                            padding, dtype):
+    from nn.ops import gemm_kernels, numpy_ops
+
+    (kh, kw), (sh, sw), (ph, pw) = (k if isinstance(k, tuple) else (k, k) for k in (kernel, stride, padding))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    out_h, out_w = numpy_ops.conv_out_size(x_shape[2], kh, sh, ph), numpy_ops.conv_out_size(x_shape[3], kw, sw, pw)
+    taps = gemm_kernels.im2col_taps(x, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    np.testing.assert_array_equal(taps, numpy_ops.im2col(x, kh, kw, sh, sw, ph, pw).T)
+    dtaps = rng.standard_normal(taps.shape).astype(dtype)
+    dx = gemm_kernels.col2im_taps(dtaps, x_shape, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    assert dx.dtype == dtype
+    np.testing.assert_allclose(dx, numpy_ops.col2im(dtaps.T, x_shape, kh, kw, sh, sw, ph, pw),
+                               rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("x_shape, out_channels, kernel, stride, padding", GEMM_GEOMETRIES)
+@pytest.mark.parametrize("with_relu", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_conv_stage_matches_the_layers_one_by_one(x_shape, out_channels, kernel, stride, padding, with_relu,
+                                                       dtype):
+    rng = np.random.default_rng(6)
+    conv = Conv2d(x_shape[1], out_channels, kernel, stride=stride, padding=padding, dtype=dtype, rng=2)
+    relu = ReLU() if with_relu else None
+    x = rng.standard_normal(x_shape).astype(dtype)
+    with nn.use_backend("numpy"):
+        out_shape = conv(x).shape
+    dout = rng.standard_normal(out_shape).astype(dtype)
+    expected_y, expected_dx, (expected_dw, expected_db) = unfused_stage(conv, relu, None, x, dout)
+
+    with nn.use_backend("numba"):
+        y, kept = conv.gemm_forward(x, relu=with_relu, training=True)
+        dx = conv.gemm_backward(dout, kept)
+    tol = TOLERANCE[dtype]
+    assert y.dtype == dx.dtype == dtype and y.shape == expected_y.shape and dx.shape == x.shape
+    assert np.any(expected_dx != 0) and np.any(expected_dw != 0)  # the comparison means something
+    np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, expected_dx, rtol=tol, atol=tol)
+    np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
+    np.testing.assert_allclose(conv.bias.grad, expected_db, rtol=tol, atol=tol)
+    y_eval, nothing = conv.gemm_forward(x, relu=with_relu, training=False)
+    assert nothing is None
+    np.testing.assert_array_equal(y_eval, y)
+    conv.zero_grad()
+    assert conv.gemm_backward(dout, kept, need_input_grad=False) is None
+    np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
 
 
 def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():
@@ -418,7 +493,7 @@ def test_cross_entropy_on_numba_matches_the_numpy_formulas(dtype, reduction):
     assert zero == 0.0 and not np.signbit(zero)
 
 
-@pytest.mark.parametrize("name", ["lenet5", "strided", "wide", "lenet-padded"])
+@pytest.mark.parametrize("name", ["lenet5", "strided", "strided-pooled", "wide", "lenet-padded"])
 def test_training_gives_the_same_bits_on_one_thread_as_on_all(name):
     """Weight gradients are summed over images in a fixed order, whatever the threads: no dependence on them."""
     import numba
@@ -486,3 +561,17 @@ def test_sgd_update_gives_the_bits_of_nn_optim_sgd(dtype, momentum, weight_decay
         np.testing.assert_array_equal(data, reference.data)
         if momentum:
             np.testing.assert_array_equal(buffer, optimizer.momentum_buffers[0])
+
+
+def test_gemm_conv_stage_relu_turns_nan_into_zero_as_the_relu_layer_does():
+    conv = Conv2d(1, 2, 3, stride=2, padding=1, rng=3)
+    x = np.random.default_rng(8).standard_normal((1, 1, 6, 6)).astype(np.float32)
+    x[0, 0, 2, 2] = np.nan  # reaches several output positions of both channels
+    with nn.use_backend("numpy"):
+        expected = ReLU()(conv(x))
+    with nn.use_backend("numba"):
+        y, _ = conv.gemm_forward(x, relu=True)
+        y_without_relu, _ = conv.gemm_forward(x, relu=False)
+    assert np.isnan(y_without_relu).any() and not np.isnan(y).any()
+    assert np.array_equal(y == 0, expected == 0)
+    np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
