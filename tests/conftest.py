@@ -59,6 +59,18 @@ def model():
     return model
 
 
+@pytest.fixture(scope="module")
+def shipped_server():
+    """A server of the shipped trained model on a free loopback port, for tests of real accuracy."""
+    import lenet
+    from lenet.server import PredictionServer, serving_in_background
+
+    if not os.path.isfile(lenet.DEFAULT_WEIGHTS):
+        pytest.skip("shipped model not trained yet (lenet/weights/lenet5.npz)")
+    with serving_in_background(PredictionServer(lenet.load_model(), port=0, log=None)) as server:
+        yield server
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Append to an "import failed" skip reason the command that installs the package."""

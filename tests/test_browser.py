@@ -60,14 +60,6 @@ def untrained_server():
         yield server
 
 
-@pytest.fixture(scope="module")
-def shipped_server():
-    if not os.path.isfile(lenet.DEFAULT_WEIGHTS):
-        pytest.skip("shipped model not trained yet (lenet/weights/lenet5.npz)")
-    with serve(lenet.load_model()) as server:
-        yield server
-
-
 def open_page(browser, server):
     browser.get(server.url + "/")
     WebDriverWait(browser, WAIT_SECONDS).until(lambda b: b.find_element("id", "status").text)

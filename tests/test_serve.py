@@ -23,7 +23,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-import lenet
 import nn
 from data.preprocess import prepare_digit
 from lenet.server import PredictionServer, serving_in_background
@@ -532,15 +531,6 @@ def test_concurrent_clients_all_get_their_own_correct_answers(server, model):
 
 
 # -- real accuracy, with the shipped trained model ------------------------------------------------
-@pytest.fixture(scope="module")
-def shipped_server():
-    if not os.path.isfile(lenet.DEFAULT_WEIGHTS):
-        pytest.skip("shipped model not trained yet (lenet/weights/lenet5.npz)")
-    server = PredictionServer(lenet.load_model(), port=0, log=None)
-    with serving_in_background(server):
-        yield server
-
-
 @pytest.fixture(scope="module")
 def mnist_test_digits(mnist_dir):
     from data.mnist import load

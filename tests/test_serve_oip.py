@@ -11,7 +11,6 @@ import http.client
 import io
 import json
 import math
-import os
 import tracemalloc
 import zlib
 
@@ -19,7 +18,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-import lenet
 from lenet.bodybench import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.encoding import decode_body
@@ -35,15 +33,6 @@ INFER = "/v2/models/lenet5/infer"
 @pytest.fixture(scope="module")
 def server(model):
     server = PredictionServer(model, port=0, log=None)
-    with serving_in_background(server):
-        yield server
-
-
-@pytest.fixture(scope="module")
-def shipped_server():
-    if not os.path.isfile(lenet.DEFAULT_WEIGHTS):
-        pytest.skip("shipped model not trained yet (lenet/weights/lenet5.npz)")
-    server = PredictionServer(lenet.load_model(), port=0, log=None)
     with serving_in_background(server):
         yield server
 
