@@ -40,7 +40,7 @@ class Conv2d(Module):
     That is the NumPy backend, the readable reference. The numba backend computes the same sums
     directly, without ``col`` (``fused_forward``, ``nn.ops.conv_kernels``), except in a network
     that runs on BLAS (``nn.fusion.runs_on_blas``), where it computes these products from a
-    compiled ``col^T`` (``gemm_forward``, ``nn.ops.gemm_kernels``).
+    compiled ``col`` (``gemm_forward``, ``nn.ops.gemm_kernels``).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -142,37 +142,52 @@ class Conv2d(Module):
             kept["pool_kernel"], kept["pool_stride"], need_input_grad=need_input_grad, buffers=buffers)
 
     # -- the numba backend in a network that runs on BLAS (``nn.fusion.plan``): im2col + one product -----
-    def gemm_forward(self, x, relu=False, training=False):
-        """``relu(self(x))`` as the NumPy backend computes it, from the serial compiled ``im2col_taps``: ``(out, kept)``.
+    def gemm_forward(self, x, relu=False, training=False, channels_last_in=False, channels_last_out=False):
+        """``relu(self(x))`` as the NumPy backend computes it, from the serial compiled ``im2col_rows``: ``(out, kept)``.
 
-        ``Y = relu(col @ W2^T + b)``: one BLAS product (N * out_h * out_w, C_out), then bias, ReLU
-        and the move to NCHW in one compiled pass; ``col^T`` is what ``nn.ops.gemm_kernels.im2col_taps``
-        builds. ``kept`` (training only) holds it and the output for ``gemm_backward``.
+        ``Y = relu(col @ W2^T + b)``: one BLAS product (N * out_h * out_w, C_out), then bias and
+        ReLU in one compiled pass. ``col`` and ``W2`` have their columns in channels-last order
+        (i, j, c), see ``nn.ops.gemm_kernels``. ``Y``'s rows are the output in channels-last order
+        (N, out_h, out_w, C_out): with ``channels_last_out`` it is returned so, for a next
+        convolution that takes it with ``channels_last_in`` (``nn.fusion.GemmConvStage``), else it
+        moves to NCHW in the same pass. ``kept`` (training only) holds ``col`` and the output.
         """
-        x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
-        out_h, out_w = self._output_size(x)
+        if channels_last_in:  # from the previous stage's gemm_forward: (N, H, W, C), already checked
+            n, h, w, c = x.shape
+            out_h, out_w = self._output_size(x.reshape(n, c, h, w))  # the NCHW shape, for its checks only
+        else:
+            x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
+            out_h, out_w = self._output_size(x)
         geometry = (*self.kernel_size, *self.stride, *self.padding, out_h, out_w)
-        taps = gemm_kernels.im2col_taps(x, *geometry)
-        product = taps.T @ self.weight.data.reshape(self.out_channels, -1).T
+        col = gemm_kernels.im2col_rows(x, *geometry, channels_last=channels_last_in)
+        product = col @ self._weight_rows().T
         out = gemm_kernels.rows_to_output(product, None if self.bias is None else self.bias.data, relu,
-                                          (x.shape[0], self.out_channels, out_h, out_w))
+                                          (x.shape[0], out_h, out_w), channels_last_out)
         if not training:
             return out, None
-        return out, dict(taps=taps, out=out, x_shape=x.shape, geometry=geometry, relu=relu)
+        return out, dict(col=col, out=out, x_shape=x.shape, geometry=geometry, relu=relu,
+                         channels_last=(channels_last_in, channels_last_out))
+
+    def _weight_rows(self):
+        """The weight as (C_out, kh * kw * C_in), columns in ``im2col_rows``'s order (i, j, c)."""
+        return self.weight.data.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
 
     def gemm_backward(self, dout, kept, need_input_grad=True):
         """Backward of ``gemm_forward``: ``dY = dout * [out > 0]`` (with ReLU), then the three products of
-        the class docstring (transposed where ``col^T`` is at hand) and ``col2im_taps``.
-        Accumulates the grads, returns dL/dx (or None)."""
+        the class docstring in ``col``'s column order, and ``col2im_rows``; ``dout`` and the returned
+        dL/dx in the layouts of the forward's output and input. Accumulates the grads."""
+        channels_last_in, channels_last_out = kept["channels_last"]
         dout = check_dout("Conv2d", dout, kept["out"].shape, self.weight.dtype)
-        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["out"], kept["relu"])
-        self.weight.grad += (kept["taps"] @ dout_matrix).T.reshape(self.weight.shape)
+        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["out"], kept["relu"], channels_last_out)
+        out_channels, in_channels, kh, kw = self.weight.shape
+        grad_rows = dout_matrix.T @ kept["col"]  # (C_out, kh * kw * C_in), in the order (i, j, c)
+        self.weight.grad += grad_rows.reshape(out_channels, kh, kw, in_channels).transpose(0, 3, 1, 2)
         if self.bias is not None:
             self.bias.grad += bias_grad
         if not need_input_grad:
             return None
-        weight_matrix = self.weight.data.reshape(self.out_channels, -1)
-        return gemm_kernels.col2im_taps(weight_matrix.T @ dout_matrix.T, kept["x_shape"], *kept["geometry"])
+        return gemm_kernels.col2im_rows(dout_matrix @ self._weight_rows(), kept["x_shape"], *kept["geometry"],
+                                        channels_last=channels_last_in)
 
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -76,8 +76,16 @@ class Sequential(Module):
             yield "+".join(names[id(m)] for m in stage.layers), fusion.StageModule(stage)
 
     def forward(self, x):
-        """x -> the last child's output; in training mode each stage keeps what its backward needs."""
+        """x -> the last child's output; in training mode each stage keeps what its backward needs.
+
+        In eval mode, a large batch of a network whose layers all treat images independently
+        (``nn.fusion.images_independent``) goes through in slices of ``fusion.EVAL_SLICE`` images,
+        each slice through all stages: the intermediate arrays stay small enough to stay in the
+        cache and be reused, instead of tens of megabytes of fresh memory per stage.
+        """
         stages, training = self._plan(), self.training
+        if not training and fusion.sliced_eval(stages, x):
+            return fusion.forward_in_slices(stages, x)
         saved = []
         for stage in stages:
             x, kept = stage.forward(x, training)

@@ -338,20 +338,28 @@ GEMM_GEOMETRIES = [  # (N, C, H, W), C_out, kernel, stride, padding
 
 @pytest.mark.parametrize("x_shape, out_channels, kernel, stride, padding", GEMM_GEOMETRIES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_im2col_taps_is_the_transposed_im2col_and_col2im_taps_its_adjoint(x_shape, out_channels, kernel, stride,
-                                                                            padding, dtype):
+def test_im2col_rows_is_im2col_in_channels_last_order_and_col2im_rows_its_adjoint(x_shape, out_channels, kernel,
+                                                                                   stride, padding, dtype):
     from nn.ops import gemm_kernels, numpy_ops
 
     (kh, kw), (sh, sw), (ph, pw) = (k if isinstance(k, tuple) else (k, k) for k in (kernel, stride, padding))
+    channels = x_shape[1]
     rng = np.random.default_rng(5)
     x = rng.standard_normal(x_shape).astype(dtype)
     out_h, out_w = numpy_ops.conv_out_size(x_shape[2], kh, sh, ph), numpy_ops.conv_out_size(x_shape[3], kw, sw, pw)
-    taps = gemm_kernels.im2col_taps(x, kh, kw, sh, sw, ph, pw, out_h, out_w)
-    np.testing.assert_array_equal(taps, numpy_ops.im2col(x, kh, kw, sh, sw, ph, pw).T)
-    dtaps = rng.standard_normal(taps.shape).astype(dtype)
-    dx = gemm_kernels.col2im_taps(dtaps, x_shape, kh, kw, sh, sw, ph, pw, out_h, out_w)
-    assert dx.dtype == dtype
-    np.testing.assert_allclose(dx, numpy_ops.col2im(dtaps.T, x_shape, kh, kw, sh, sw, ph, pw),
+
+    def channels_last(reference_col):  # columns (c, i, j) -> (i, j, c)
+        return reference_col.reshape(-1, channels, kh, kw).transpose(0, 2, 3, 1).reshape(reference_col.shape)
+
+    def channels_first(col):  # columns (i, j, c) -> (c, i, j)
+        return col.reshape(-1, kh, kw, channels).transpose(0, 3, 1, 2).reshape(col.shape)
+
+    col = gemm_kernels.im2col_rows(x, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    np.testing.assert_array_equal(col, channels_last(numpy_ops.im2col(x, kh, kw, sh, sw, ph, pw)))
+    dcol = rng.standard_normal(col.shape).astype(dtype)
+    dx = gemm_kernels.col2im_rows(dcol, x_shape, kh, kw, sh, sw, ph, pw, out_h, out_w)
+    assert dx.dtype == dtype and dx.flags.c_contiguous
+    np.testing.assert_allclose(dx, numpy_ops.col2im(channels_first(dcol), x_shape, kh, kw, sh, sw, ph, pw),
                                rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
 
 
@@ -385,6 +393,71 @@ def test_gemm_conv_stage_matches_the_layers_one_by_one(x_shape, out_channels, ke
     conv.zero_grad()
     assert conv.gemm_backward(dout, kept, need_input_grad=False) is None
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
+
+
+STRIDED_PAIRS = [  # two strided convolutions in a row, the first with or without ReLU; (N, C, H, W) first
+    ((3, 1, 28, 28), (Conv2d, dict(in_channels=1, out_channels=4, kernel_size=3, stride=2, padding=1)), True,
+     dict(out_channels=6, kernel_size=3, stride=2, padding=1)),
+    ((2, 3, 13, 11), (Conv2d, dict(in_channels=3, out_channels=5, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0))),
+     False, dict(out_channels=2, kernel_size=(2, 3), stride=(1, 2), padding=(0, 2))),
+]
+
+
+@pytest.mark.parametrize("x_shape, first, with_relu, second", STRIDED_PAIRS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_consecutive_blas_convolutions_hand_over_channels_last_and_match_the_numpy_backend(x_shape, first, with_relu,
+                                                                                             second, dtype):
+    """Between two ``GemmConvStage``s the activation and its gradient stay channels-last (N, H, W, C);
+    what leaves the network is NCHW, and every result is that of the NumPy backend, layer by layer."""
+    from nn import fusion
+
+    conv1 = Conv2d(**first[1], dtype=dtype, rng=3)
+    conv2 = Conv2d(conv1.out_channels, **second, dtype=dtype, rng=4)
+    model = Sequential(*([conv1, ReLU()] if with_relu else [conv1]), conv2, ReLU(), Flatten())
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    results = {}
+    for backend in ("numpy", "numba"):
+        model.zero_grad()
+        with nn.use_backend(backend):
+            y = model(x)
+            dout = np.random.default_rng(8).standard_normal(y.shape).astype(dtype)
+            dx = model.backward(dout)
+            results[backend] = [y, dx] + [p.grad.copy() for p in model.parameters()]
+            if backend == "numba":
+                stages = [stage for stage in model._plan() if isinstance(stage, fusion.GemmConvStage)]
+                assert [(s.channels_last_in, s.channels_last_out) for s in stages] == [(False, True), (True, False)]
+    tol = TOLERANCE[dtype]
+    assert np.any(results["numpy"][1] != 0)
+    for expected, got in zip(results["numpy"], results["numba"]):
+        assert got.shape == expected.shape and got.dtype == dtype
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+def test_a_large_eval_batch_goes_in_slices_with_the_result_of_the_whole_batch():
+    from nn import fusion
+
+    model = Sequential(Conv2d(1, 4, 3, stride=2, padding=1, rng=0), ReLU(), Conv2d(4, 8, 3, stride=2, rng=1),
+                       Flatten(), Linear(8 * 6 * 6, 10, rng=2)).eval()
+    batch = fusion.EVAL_SLICE * 2 + 5  # two whole slices and a short one
+    x = np.random.default_rng(9).standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    with nn.use_backend("numpy"):
+        expected = model(x)
+    with nn.use_backend("numba"):
+        assert fusion.sliced_eval(model._plan(), x)
+        np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
+        assert not fusion.sliced_eval(model._plan(), x[:fusion.EVAL_SLICE])  # one slice: as it is
+
+    class BatchMean(nn.Module):  # a layer of the user's own that mixes the images of a batch
+        def forward(self, x):
+            return x - x.mean(axis=0)
+
+    mixing = Sequential(Conv2d(1, 2, 3, stride=2, rng=0), BatchMean(), Flatten()).eval()
+    with nn.use_backend("numba"):
+        assert not fusion.sliced_eval(mixing._plan(), x)
+        with nn.use_backend("numpy"):
+            whole = mixing(x)
+        np.testing.assert_allclose(mixing(x), whole, rtol=1e-4, atol=1e-5)
 
 
 def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():
