@@ -61,12 +61,12 @@ class Conv2d(Module):
         self.weight = Parameter(uniform_fan_in(rng, (self.out_channels, self.in_channels, kh, kw), fan_in, dtype))
         self.bias = Parameter(uniform_fan_in(rng, (self.out_channels,), fan_in, dtype)) if bias else None
 
-    def _output_size(self, x):
-        """Validate NCHW ``x`` against this layer and return ``(out_h, out_w)``."""
-        c, h, w = x.shape[1:]
+    def _output_size(self, shape):
+        """Validate an NCHW input ``shape`` against this layer and return ``(out_h, out_w)``."""
+        c, h, w = shape[1:]
         if c != self.in_channels:
             raise ValueError(f"Conv2d: expected input with {self.in_channels} channels (N, {self.in_channels}, H, W), "
-                             f"got shape {x.shape}")
+                             f"got shape {shape}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         if h + 2 * ph < kh or w + 2 * pw < kw:
             raise ValueError(f"Conv2d: input of spatial size {(h, w)} with padding {self.padding} is smaller than "
@@ -79,7 +79,7 @@ class Conv2d(Module):
             self._save_for_backward(fused=kept)
             return out
         x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
-        out_h, out_w = self._output_size(x)
+        out_h, out_w = self._output_size(x.shape)
         col = ops.im2col(x, *self.kernel_size, *self.stride, *self.padding)
         weight_matrix = self.weight.data.reshape(self.out_channels, -1)
         out = col @ weight_matrix.T  # (N * out_h * out_w, C_out): one BLAS call does all the work
@@ -120,7 +120,7 @@ class Conv2d(Module):
         forward stays thread-safe). x (N, C_in, H, W) -> out (N, C_out, PH, PW).
         """
         x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
-        out_h, out_w = self._output_size(x)
+        out_h, out_w = self._output_size(x.shape)
         pool_kernel, pool_stride = ((1, 1), (1, 1)) if pool is None else (pool.kernel_size, pool.stride)
         if pool is not None:
             pool._check_size(out_h, out_w)
@@ -154,10 +154,10 @@ class Conv2d(Module):
         """
         if channels_last_in:  # from the previous stage's gemm_forward: (N, H, W, C), already checked
             n, h, w, c = x.shape
-            out_h, out_w = self._output_size(x.reshape(n, c, h, w))  # the NCHW shape, for its checks only
+            out_h, out_w = self._output_size((n, c, h, w))
         else:
             x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
-            out_h, out_w = self._output_size(x)
+            out_h, out_w = self._output_size(x.shape)
         geometry = (*self.kernel_size, *self.stride, *self.padding, out_h, out_w)
         col = gemm_kernels.im2col_rows(x, *geometry, channels_last=channels_last_in)
         product = col @ self._weight_rows().T
