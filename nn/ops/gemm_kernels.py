@@ -128,7 +128,7 @@ def _output_gradient_rows_kernel(dout, out, relu, rows, bias_grad):
     out_planes = out.reshape(n_images, channels, positions)
     for n in range(n_images):
         for o in range(channels):  # reading the planes in order: the strided writes land in the cache
-            total = 0.0
+            total = bias_grad[o] * 0  # a zero of the gradient's own dtype, as ``_masked_rows_kernel`` sums in
             for p in range(positions):
                 value = dout_planes[n, o, p]
                 if relu and not out_planes[n, o, p] > 0:
