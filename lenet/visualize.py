@@ -1,9 +1,9 @@
 """``python -m lenet.visualize``: see inside the trained LeNet5, as PNG files.
 
-    python -m lenet.visualize                          # the shipped model, a built-in drawn 7
+    python -m lenet.visualize                          # the latest run's model (else the shipped one), a drawn 7
     python -m lenet.visualize --image digit.png        # your own picture, preprocessed as the server does
     python -m lenet.visualize --mnist-index 3          # test digit 3 of MNIST
-    python -m lenet.visualize --model runs/lenet5.npz --out pictures
+    python -m lenet.visualize --model runs/exp2 --out pictures   # a run folder or a model file
 
 writes into ``--out`` (default ``runs/visualize``):
 
@@ -25,20 +25,16 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from data.preprocess import BlankImageError, prepare_digit
-from nn.atomic import atomic_output
-
-from . import load_model
+from . import DEFAULT_WEIGHTS, load_model
 from .activations import STAGES, stage_activations
+from . import drawing
+from .drawing import FRAME, NEAREST, NEGATIVE, POSITIVE, TEXT, WHITE
+from .training.runs import LATEST, RUNS_ROOT, latest_model_path, resolve_model_path
 
 DEFAULT_OUT = os.path.join("runs", "visualize")
-WHITE = (255, 255, 255)
-TEXT = (34, 34, 34)
-FRAME = (90, 90, 90)
-NEGATIVE = (33, 102, 172)   # the ends of a blue-white-red ramp that stays readable for colour-blind eyes
-POSITIVE = (178, 24, 43)
 MARGIN = 10
 GAP = 4
 TITLE_SIZE = 14
@@ -47,13 +43,6 @@ MAP_SIDE = 72               # pixels a feature map is drawn at, whatever its own
 FILTER_CELL = 10            # pixels per weight of a filter
 VECTOR_CELL = 16           # pixels per value of a vector
 VECTOR_ROW = {"C5": 20, "F6": 14, "out": 10}   # cells per row of the vector pictures
-
-
-def _font(size):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, AttributeError, OSError):  # Pillow < 10.1 or without FreeType: one bitmap font
-        return ImageFont.load_default()
 
 
 # -- colours -------------------------------------------------------------------------------------
@@ -76,7 +65,7 @@ def grey_pixels(values, scale):
 
 def _titled(width, height, title):
     """A white picture with ``title`` written at its top; returns (image, draw, y where content starts)."""
-    font = _font(TITLE_SIZE)
+    font = drawing.font(TITLE_SIZE)
     title_width = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(title, font=font)
     image = Image.new("RGB", (int(max(width, title_width + 2 * MARGIN)), height + TITLE_SIZE + 2 * MARGIN), WHITE)
     draw = ImageDraw.Draw(image)
@@ -87,7 +76,7 @@ def _titled(width, height, title):
 def _paste_scaled(image, pixels, x, y, side):
     """Paste the uint8 grey or RGB array ``pixels``, enlarged without smoothing to ``side`` pixels a side."""
     tile = Image.fromarray(pixels).convert("RGB").resize((side, round(side * pixels.shape[0] / pixels.shape[1])),
-                                                         Image.NEAREST)
+                                                         NEAREST)
     image.paste(tile, (x, y))
 
 
@@ -98,7 +87,7 @@ def filters_picture(weight, title):
     width = MARGIN * 2 + c_out * (cell_w + GAP) - GAP
     label_height = LABEL_SIZE + GAP
     image, draw, top = _titled(width, label_height + c_in * (cell_h + GAP), title)
-    font = _font(LABEL_SIZE)
+    font = drawing.font(LABEL_SIZE)
     for o in range(c_out):
         x = MARGIN + o * (cell_w + GAP)
         draw.text((x + cell_w / 2, top), str(o), font=font, fill=TEXT, anchor="mt")
@@ -134,7 +123,7 @@ def vector_picture(values, title, per_row, diverging=False, labels=False):
     image, draw, top = _titled(width, rows * (VECTOR_CELL + label_height) + MARGIN, title)
     scale = float(np.abs(values).max())
     colours = diverging_colours(values, scale) if diverging else np.repeat(grey_pixels(values, scale)[:, None], 3, 1)
-    font = _font(LABEL_SIZE)
+    font = drawing.font(LABEL_SIZE)
     for k in range(size):
         x = MARGIN + (k % per_row) * VECTOR_CELL
         y = top + (k // per_row) * (VECTOR_CELL + label_height)
@@ -176,12 +165,6 @@ def pictures(model, digit):
     return result
 
 
-def save_png(image, path):
-    """Write ``image`` to ``path`` atomically: readers never see half a file."""
-    with atomic_output(path) as temp_path, open(temp_path, "wb") as f:
-        image.save(f, format="PNG", optimize=True)
-
-
 # -- the digit to look at ---------------------------------------------------------------------------
 
 BUILTIN_STROKE = [(60, 60), (220, 60), (130, 230)]  # a 7, on the page's 280x280 canvas
@@ -215,13 +198,25 @@ def mnist_digit(index):
     return images[index], int(labels[index])
 
 
+def choose_model(path=None):
+    """-> (the model file to show, why that one): ``path`` as given, else the latest run's, else the shipped one."""
+    if path is not None:
+        return resolve_model_path(path), "--model"
+    latest = latest_model_path()
+    if latest is not None:
+        return latest, f"the latest run, {RUNS_ROOT}/{LATEST}; --model PATH shows another"
+    return DEFAULT_WEIGHTS, f"the shipped model: no trained run in {RUNS_ROOT}/ yet; --model PATH shows another"
+
+
 # -- command line -------------------------------------------------------------------------------------
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m lenet.visualize",
                                 description="Write PNGs of LeNet5's learned filters and of one digit's "
                                             "activation maps at every stage.")
-    p.add_argument("--model", default=None, help="a model saved by train.py (default: the shipped lenet5.npz)")
+    p.add_argument("--model", default=None,
+                   help="a model saved by train.py, or its run folder (default: the model of the run "
+                        f"{RUNS_ROOT}/{LATEST} points to, if it has one, else the shipped lenet5.npz)")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--image", default=None, help="a picture of one digit (PNG, JPEG, BMP, GIF), "
                                                      "preprocessed as the server does (default: a built-in 7)")
@@ -233,7 +228,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        model = load_model(args.model)
+        path, which = choose_model(args.model)
+        model = load_model(path)
         label = None
         if args.image is not None:
             digit = read_digit(args.image)
@@ -244,12 +240,13 @@ def main(argv=None):
     except (ValueError, OSError) as exc:
         print(f"lenet.visualize: {exc}", file=sys.stderr)
         return 2
+    print(f"model: {path} ({which})")
     probabilities = model.predict(digit)[0]
     os.makedirs(args.out, exist_ok=True)
     written = []
     for name, image in pictures(model, digit).items():
         path = os.path.join(args.out, name)
-        save_png(image, path)
+        drawing.save_png(image, path)
         written.append(path)
     known = "" if label is None else f" (labelled {label})"
     prediction = int(np.argmax(probabilities))

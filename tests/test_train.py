@@ -7,6 +7,7 @@ import pytest
 
 import nn
 import train
+from lenet.training.recipe import learning_rate
 from lenet import load_model
 
 # Small runs: 3,000 training images, a quick epoch even on the NumPy backend.
@@ -92,6 +93,32 @@ def test_missing_data_without_download_is_one_line_not_a_traceback(tmp_path, cap
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("flags,refused", [
+    (["--epoch", "1"], "--epoch"),        # not taken for --epochs
+    (["--batch", "32"], "--batch"),       # not taken for --batch-size
+    (["--seed", "1", "--no-aug"], "--no-aug"),
+])
+def test_a_misspelt_flag_is_refused_not_taken_as_an_abbreviation(flags, refused, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_args(flags)
+    assert f"unrecognized arguments: {refused}" in capsys.readouterr().err
+
+
+def test_a_data_dir_that_does_not_exist_is_refused_before_anything_is_fetched(tmp_path, capsys):
+    typo = tmp_path / "mnsit"
+    assert train.main(["--data-dir", str(typo), "--out", str(tmp_path / "m.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"train.py: the MNIST folder {typo} (--data-dir) does not exist") and "--create-data-dir" in err
+    assert "Traceback" not in err and not typo.exists()
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_not_a_traceback(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("text")
+    assert train.main(["--data-dir", str(tmp_path / "README.md"), "--out", str(tmp_path / "m.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_resume_refuses_a_run_defined_differently(tmp_path, mnist_dir):
     assert run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "500")[0] == 0
@@ -113,7 +140,7 @@ def test_a_diverging_loss_stops_training_with_advice_and_saves_nothing(tmp_path,
     ("cosine", [0.1, 0.1 * (1 + np.cos(np.pi / 4)) / 2, 0.05, 0.1 * (1 + np.cos(3 * np.pi / 4)) / 2]),
 ])
 def test_learning_rate_schedules(schedule, expected):
-    got = [train.learning_rate(schedule, 0.1, step, 8) for step in (0, 2, 4, 6)]
+    got = [learning_rate(schedule, 0.1, step, 8) for step in (0, 2, 4, 6)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 

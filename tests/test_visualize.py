@@ -72,7 +72,15 @@ def test_a_filter_picture_shows_each_weight_in_its_place_with_its_sign():
     assert reds[:, 1].max() < blues[:, 1].min() and reds[:, 0].max() < blues[:, 0].min()
 
 
-def test_the_command_writes_every_picture_for_the_builtin_digit(tmp_path, capsys):
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    """A working directory of its own: runs/ (where the latest run is looked for) is relative to it."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_command_writes_every_picture_for_the_builtin_digit(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no runs/ here: the shipped model is drawn
     assert visualize.main(["--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PICTURES)
     for name in PICTURES:
@@ -113,7 +121,43 @@ def test_a_bad_image_is_a_one_line_error_and_nothing_is_written(tmp_path, capsys
 
 
 def test_an_mnist_test_digit_is_read_with_its_label(tmp_path, capsys, monkeypatch, mnist_dir):
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MNIST_DIR", str(mnist_dir))
     assert visualize.main(["--mnist-index", "0", "--out", str(tmp_path)]) == 0
-    first_line = capsys.readouterr().out.splitlines()[0]
+    first_line = capsys.readouterr().out.splitlines()[1]  # after the line naming the model
     assert first_line.startswith("read as 7 with probability") and "(labelled 7)" in first_line  # test digit 0 is a 7
+
+
+def a_trained_run(folder, seed):
+    """A run folder holding a model (a LeNet5 of ``seed``), as train.py leaves it; -> the model."""
+    from lenet.training import runs
+    folder.mkdir(parents=True)
+    model = lenet.LeNet5(seed=seed)
+    nn.save(model, folder / "lenet5.npz")
+    runs.point_latest(str(folder.relative_to(folder.parent.parent)))
+    return model.eval()
+
+
+def test_without_model_the_latest_run_is_drawn_and_named(in_tmp, capsys):
+    model = a_trained_run(in_tmp / "runs" / "exp", seed=5)
+    assert visualize.main(["--out", "pictures"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == \
+        "model: runs/exp/lenet5.npz (the latest run, runs/latest; --model PATH shows another)"
+    expected = visualize.pictures(model, visualize.builtin_digit())["filters_C1.png"]
+    with Image.open(in_tmp / "pictures" / "filters_C1.png") as written:
+        np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected))
+
+
+def test_without_any_run_the_shipped_model_is_drawn_and_said_to_be(in_tmp, capsys):
+    assert visualize.main(["--out", "pictures"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"model: {lenet.DEFAULT_WEIGHTS} (the shipped model: no trained run in runs/ yet")
+
+
+def test_a_run_folder_given_as_model_draws_its_model(in_tmp, capsys):
+    model = a_trained_run(in_tmp / "runs" / "mine", seed=6)
+    assert visualize.main(["--model", "runs/mine", "--out", "pictures"]) == 0
+    assert capsys.readouterr().out.startswith("model: runs/mine/lenet5.npz (--model)")
+    expected = visualize.pictures(model, visualize.builtin_digit())["filters_C3.png"]
+    with Image.open(in_tmp / "pictures" / "filters_C3.png") as written:
+        np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected))

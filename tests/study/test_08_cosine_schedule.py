@@ -1,10 +1,10 @@
-"""docs/study/08-cosine-schedule.md, checked against train.learning_rate and nn.optim.SGD."""
+"""docs/study/08-cosine-schedule.md, checked against lenet.training.recipe.learning_rate and nn.optim.SGD."""
 
 import numpy as np
 
 import nn
 from tests.study.worked_examples import read_example, worked_example
-from train import learning_rate
+from lenet.training.recipe import learning_rate
 
 PAGE = "08-cosine-schedule.md"
 
