@@ -275,7 +275,6 @@ BAD_MNIST_BODIES = {
     "boolean": (json.dumps([True] + NUMBERS[1:]).encode(), "true"),
     "nested-junk": (json.dumps([[0, [1]]] + NUMBERS[2:]).encode(), "shape"),
     "ragged-rows": (json.dumps([[0] * 28] * 27 + [[0] * 27]).encode(), "shape"),
-    "deeply-nested": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
 }
 
 
@@ -284,6 +283,24 @@ def test_api_mnist_refuses_bad_bodies_with_400_and_the_reason(server, body, mess
     status, answer = call_json(server, "POST", "/api/mnist", body=body, headers={"Content-Type": "application/json"})
     assert status == 400
     assert message in answer["error"]
+
+
+# Decoding JSON costs by what it holds more than by its size: every JSON route counts values and
+# containers in the raw bytes, before decoding, against what its largest sensible body holds.
+OVER_JSON_CAPS = {
+    "empty-arrays": b"[" + b"[]," * 300_000 + b"[]]",
+    "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
+    "numbers": b"[" + b"0," * 300_000 + b"0]",
+    "empty-objects": b"[" + b"{}," * 300_000 + b"{}]",
+}
+
+
+@pytest.mark.parametrize("path", ["/api/mnist", "/api/predict", "/api/activations", "/v2/models/lenet5/infer"])
+@pytest.mark.parametrize("body", OVER_JSON_CAPS.values(), ids=OVER_JSON_CAPS.keys())
+def test_every_json_route_refuses_more_values_or_containers_than_it_could_use_with_413(server, path, body):
+    status, answer = call_json(server, "POST", path, body=body, headers={"Content-Type": "application/json"})
+    assert status == 413
+    assert re.search(r"more JSON (values|arrays and objects) than the limit of \d+", answer["error"])
 
 
 BAD_IMAGES = {

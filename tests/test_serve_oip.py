@@ -20,11 +20,11 @@ from PIL import Image, ImageDraw
 
 from lenet.bodybench import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.encoding import decode_body
+from lenet.server.encoding import MIN_COMPRESSED_RESPONSE, decode_body
 from lenet.server.errors import HTTPError
 from lenet.server.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
 from lenet.server.routes import MAX_INFER_BODY
-from lenet.server.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_scans_and_segments
+from lenet.server.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_cost
 
 INFER = "/v2/models/lenet5/infer"
 
@@ -374,7 +374,7 @@ def test_decode_body_refuses_bytes_after_a_deflate_stream():
 ])
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_infer_answers_are_compressed_when_the_client_accepts_it(server, model, accept_encoding, coding, binary):
-    pixels = random_pixels(2, seed=9)
+    pixels = random_pixels(64, seed=9)  # answers under MIN_COMPRESSED_RESPONSE bytes are sent as they are
     body, headers = json_request(pixels, "UINT8", **({"parameters": {"binary_data_output": True}} if binary else {}))
     if accept_encoding is not None:
         headers["Accept-Encoding"] = accept_encoding
@@ -384,6 +384,15 @@ def test_infer_answers_are_compressed_when_the_client_accepts_it(server, model, 
     inflate = {None: bytes, "gzip": gzip.decompress, "deflate": zlib.decompress}[coding]
     _, probabilities = read_infer_response(response_headers, inflate(answer))
     np.testing.assert_allclose(probabilities, model.predict(pixels), atol=1e-6)
+
+
+@pytest.mark.parametrize("images, compressed", [(1, False), (64, True)])
+def test_only_answers_worth_compressing_are_compressed(server, images, compressed):
+    body, headers = json_request(random_pixels(images, seed=9), "UINT8")
+    status, response_headers, answer = post(server, INFER, body, {**headers, "Accept-Encoding": "gzip"})
+    assert status == 200
+    size = len(gzip.decompress(answer)) if compressed else len(answer)
+    assert (response_headers.get("Content-Encoding") == "gzip") == compressed == (size >= MIN_COMPRESSED_RESPONSE)
 
 
 # -- tritonclient, the real client, with its defaults ---------------------------------------------
@@ -453,7 +462,7 @@ def jpeg_bytes(image, **options):
 def test_jpeg_scans_are_counted_as_libjpeg_writes_them(mode, options, scans):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, len(mode)), np.uint8).squeeze())
     data = jpeg_bytes(image.convert(mode), **options)
-    assert jpeg_scans_and_segments(data)[0] == scans == len(jpeg_scans(data)[1])
+    assert jpeg_cost(data)[0] == scans == len(jpeg_scans(data)[1])
 
 
 def comment_segment(payload):
@@ -466,14 +475,14 @@ def test_marker_bytes_inside_segments_are_not_counted_as_scans():
     picture = jpeg_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40), np.uint8)))
     data = picture[:2] + comment_segment(b"\xff\xda" * 100 + thumbnail) + picture[2:]
     assert data.count(b"\xff\xda") > 100
-    assert jpeg_scans_and_segments(data)[0] == 1
+    assert jpeg_cost(data)[0] == 1
     assert Image.open(io.BytesIO(data)).size == (40, 40)  # still a valid JPEG
 
 
 @pytest.mark.parametrize("repeats, refused", [(MAX_JPEG_SCANS - 6, False), (MAX_JPEG_SCANS - 5, True), (5000, True)])
 def test_progressive_jpeg_with_more_scans_than_encoders_write_is_refused_with_413(server, repeats, refused):
     bomb = scan_bomb(repeats)
-    assert jpeg_scans_and_segments(bomb)[0] == min(6 + repeats, MAX_JPEG_SCANS + 1)
+    assert jpeg_cost(bomb)[0] == min(6 + repeats, MAX_JPEG_SCANS + 1)
     status, _, answer = post(server, "/api/predict", bomb, {"Content-Type": "image/jpeg"})
     if refused:
         assert status == 413 and f"more than {MAX_JPEG_SCANS} scans" in json.loads(answer)["error"]

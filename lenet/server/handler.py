@@ -162,14 +162,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(405, f"{self.command} is not allowed on {path}; allowed: {', '.join(allowed)}",
                             headers={"Allow": ", ".join(allowed)})
         if endpoint.max_body is None:
-            request = Request(self.command, path, query, self.headers, self._no_body(), self._started)
+            request = Request(self.command, path, query, self.headers, self._no_body(), self._started, self.connection)
             return endpoint.handler(self.server, request)
         self._unread_body = True  # until the body has been read in full
         length = self._declared_length(endpoint.max_body)
         # The body is counted in the memory budget from before it is read until its answer is ready.
         with self.server.body_memory.hold(length):
             body = self._read_body(length)
-            request = Request(self.command, path, query, self.headers, body, self._started)
+            request = Request(self.command, path, query, self.headers, body, self._started, self.connection)
             return endpoint.handler(self.server, request)
 
     # -- the body --------------------------------------------------------------------------------
