@@ -137,6 +137,10 @@ def serve_in_this_process(model, about, args, options):
     return 0
 
 
+def _log_to_stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def serve_with_workers(path, about, args, options):
     try:
         listener = listening_socket(args.host, args.port)
@@ -146,15 +150,13 @@ def serve_with_workers(path, about, args, options):
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
     host, port = listener.getsockname()[:2]
-    workers = Workers(args.workers, listener, path, options)
+    workers = Workers(args.workers, listener, path, options, log=_log_to_stderr)
     try:
         if not workers.wait_until_ready():
             return fail("a worker process did not start (see its error above)")
         print(f"Serving {about} at http://{host}:{port}/ with {args.workers} worker processes - Ctrl-C to stop",
               flush=True)
-        exited = workers.wait(stop_requested)
-        if exited:
-            return fail(f"worker process {exited[0].name} exited with status {exited[0].exitcode}; stopping all")
+        workers.supervise(stop_requested)
     finally:
         workers.stop()
         listener.close()

@@ -426,6 +426,54 @@ def test_serve_py_with_two_workers_serves_on_one_port_and_stops_them_all(tmp_pat
         wait_for(lambda: not any(alive(child) for child in children))
 
 
+def worker_pids(pid):
+    """The worker processes of serve.py ``pid`` (not multiprocessing's resource tracker)."""
+    workers = []
+    for child in children_of(pid) or []:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"resource_tracker" not in f.read():
+                workers.append(child)
+    return workers
+
+
+def mnist_statuses(host, port, count=20):
+    statuses = []
+    for _ in range(count):
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            connection.request("POST", "/api/mnist", body=PIXELS, headers={"Content-Type": "application/json"})
+            statuses.append(connection.getresponse().status)
+        except OSError as exc:
+            statuses.append(type(exc).__name__)
+        finally:
+            connection.close()
+    return statuses
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_worker_is_replaced_and_a_killed_parent_takes_its_workers_with_it(tmp_path, model):
+    path = tmp_path / "model.npz"
+    nn.save(model, path, metadata={"test_accuracy": 0.5, "normalization": model.normalization})
+    process, host, port = start_serve("--model", str(path), "--port", "0", "--workers", "2")
+    try:
+        first, second = worker_pids(process.pid)
+        os.kill(first, signal.SIGKILL)
+        time.sleep(5)
+        assert mnist_statuses(host, port) == [200] * 20  # the other worker served meanwhile
+        wait_for(lambda: len(worker_pids(process.pid)) == 2, seconds=60)
+        replacement = (set(worker_pids(process.pid)) - {second}).pop()
+        os.kill(process.pid, signal.SIGKILL)
+        time.sleep(5)
+        assert not any(alive(pid) for pid in (second, replacement))
+        with socket.socket() as rebound:  # the port is free: no orphan holds it
+            rebound.bind((host, port))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        stderr = process.communicate()[1]
+    assert re.search(rf"worker lenet5-worker-\d \(pid {first}\) exited with status -9 .*starting another", stderr)
+
+
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:

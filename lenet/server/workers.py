@@ -1,4 +1,4 @@
-"""Several server processes answering on one port: ``--workers N``.
+"""Several server processes answering on one port: ``--workers N``, restarted when they exit.
 
 Python runs one thread at a time per process, so one process uses about one core however many
 threads answer. N processes, each with the model loaded once, use N. They share one listening
@@ -22,6 +22,8 @@ from .app import PredictionServer
 
 WORKER_START_SECONDS = 120  # loading the model and compiling the kernels, on a busy machine
 WORKER_STOP_SECONDS = 10
+STABLE_SECONDS = 30  # a worker that served this long before exiting is replaced at once
+RESTART_DELAYS = (0.5, 30.0)  # seconds before replacing a worker: the first, and the most after doubling
 
 
 def listening_socket(host, port, backlog=socket.SOMAXCONN):
@@ -37,12 +39,14 @@ def listening_socket(host, port, backlog=socket.SOMAXCONN):
     return listener
 
 
-def _worker(listener, model_path, options, ready):
-    """One worker process: load the model, serve from ``listener`` until SIGTERM or SIGINT."""
+def _worker(listener, model_path, options, ready, parent_alive):
+    """One worker process: load the model, serve from ``listener`` until SIGTERM, SIGINT or the parent's end."""
     # Ctrl-C reaches every process of the terminal's group: each worker stops itself cleanly.
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
+    threading.Thread(target=_stop_when_parent_ends, args=(parent_alive, stopping), name="parent-watch",
+                     daemon=True).start()
     server = PredictionServer(lenet.load_model(model_path), listener=listener, **options)
     serving = threading.Thread(target=server.serve_forever, name="prediction-server", daemon=True)
     serving.start()
@@ -53,19 +57,36 @@ def _worker(listener, model_path, options, ready):
     server.stop()
 
 
-class Workers:
-    """``count`` worker processes serving from one listening socket; ``stop()`` ends them all."""
+def _stop_when_parent_ends(parent_alive, stopping):
+    """The parent holds the only write end of the ``parent_alive`` pipe and never writes: the read
+    returns (EOF) when the parent's descriptors close, however it ended (SIGKILL included)."""
+    try:
+        parent_alive.recv()
+    except (EOFError, OSError):
+        pass
+    stopping.set()
 
-    def __init__(self, count, listener, model_path, options):
+
+class Workers:
+    """``count`` worker processes serving from one listening socket; ``supervise()`` restarts those that
+    exit, ``stop()`` ends them all. Each worker ends itself when this process ends (see ``_worker``)."""
+
+    def __init__(self, count, listener, model_path, options, log=print):
         # "spawn": a fresh interpreter per worker; forking a process that has loaded numba's
         # compiler (and may have threads) is not safe on every platform.
-        context = multiprocessing.get_context("spawn")
-        self._ready = context.Semaphore(0)
-        self.processes = [context.Process(target=_worker, args=(listener, model_path, options, self._ready),
-                                          name=f"lenet5-worker-{i + 1}", daemon=True)
-                          for i in range(count)]
-        for process in self.processes:
-            process.start()
+        self._context = multiprocessing.get_context("spawn")
+        self._arguments = (listener, model_path, options)
+        self._log = log
+        self._ready = self._context.Semaphore(0)
+        self._parent_alive, self._parent_alive_writer = self._context.Pipe(duplex=False)
+        self.processes = [self._start(index) for index in range(count)]
+
+    def _start(self, index):
+        process = self._context.Process(target=_worker, args=(*self._arguments, self._ready, self._parent_alive),
+                                        name=f"lenet5-worker-{index + 1}", daemon=True)
+        process.start()
+        process.started = time.monotonic()
+        return process
 
     def wait_until_ready(self, timeout=WORKER_START_SECONDS):
         """True once every worker serves; False if one exits first or ``timeout`` passes."""
@@ -76,14 +97,30 @@ class Workers:
                     return False
         return True
 
-    def wait(self, stop_requested):
-        """Block until ``stop_requested`` (an Event) is set or a worker exits; return the exited ones."""
+    def supervise(self, stop_requested):
+        """Until ``stop_requested`` (an Event) is set: start a new worker in place of each that exits.
+
+        The others serve meanwhile. A worker that exits within ``STABLE_SECONDS`` of its start is
+        replaced after a delay that doubles each time (``RESTART_DELAYS``), so that a worker that
+        cannot start does not make this loop spin.
+        """
+        delays = [RESTART_DELAYS[0]] * len(self.processes)
+        restart_at = [None] * len(self.processes)
         while not stop_requested.is_set():
-            multiprocessing.connection.wait([p.sentinel for p in self.processes], timeout=0.2)
-            exited = [p for p in self.processes if p.exitcode is not None]
-            if exited:
-                return exited
-        return []
+            running = [p.sentinel for p in self.processes if p.exitcode is None]
+            multiprocessing.connection.wait(running, timeout=0.2)
+            now = time.monotonic()
+            for index, process in enumerate(self.processes):
+                if process.exitcode is not None and restart_at[index] is None:
+                    lived = now - process.started
+                    delays[index] = RESTART_DELAYS[0] if lived > STABLE_SECONDS else \
+                        min(delays[index] * 2, RESTART_DELAYS[1])
+                    restart_at[index] = now + delays[index]
+                    self._log(f"worker {process.name} (pid {process.pid}) exited with status {process.exitcode} "
+                              f"after {lived:.1f} s; starting another in {delays[index]:g} s")
+                if restart_at[index] is not None and now >= restart_at[index] and not stop_requested.is_set():
+                    restart_at[index] = None
+                    self.processes[index] = self._start(index)
 
     def stop(self, timeout=WORKER_STOP_SECONDS):
         """SIGTERM every worker (each finishes the answers it is writing), then wait; kill the stuck."""
@@ -95,4 +132,5 @@ class Workers:
             if process.exitcode is None:
                 process.kill()
                 process.join()
+        self._parent_alive_writer.close()
         return [p.exitcode for p in self.processes]
