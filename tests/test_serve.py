@@ -352,10 +352,17 @@ def test_v2_infer_refuses_bad_requests_with_4xx_and_the_reason(server, document,
 
 
 # -- paths and methods ----------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/nope", "/api", "/v2/models/other", "/static/", "/static/missing.js"])
+@pytest.mark.parametrize("path", ["/nope", "/api", "/v2/models/lenet5/nope", "/static/", "/static/missing.js"])
 def test_unknown_paths_are_404(server, path):
     status, answer = call_json(server, "GET", path)
     assert status == 404 and "no such path" in answer["error"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/nope", "/v2/models/nope/ready", "/v2/models/other/versions/1/infer"])
+def test_a_model_path_of_an_unknown_model_says_so_and_names_the_model_served(server, path):
+    status, answer = call_json(server, "GET", path)
+    model = path.split("/")[3]
+    assert status == 404 and answer["error"] == f"unknown model {model!r}: this server serves 'lenet5' only"
 
 
 @pytest.mark.parametrize("method, path, allowed", [

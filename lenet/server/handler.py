@@ -207,7 +207,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         methods = self.server.routes.get(path)
         if methods is None:
             self._no_body()  # a body sent anyway stays unread: it must never be parsed as a request
-            raise HTTPError(404, f"no such path: {_printable(path)}")
+            raise HTTPError(404, self.server.routes.not_found(_printable(path)))
         endpoint = methods.get("GET" if self.command == "HEAD" else self.command)
         if endpoint is None:
             self._no_body()

@@ -51,6 +51,17 @@ class Endpoint:
     max_body: Optional[int] = None  # bytes accepted in the body; None: the method takes no body
 
 
+class RouteTable(dict):
+    """``{path: {method: Endpoint}}``, and what a 404 says of a path not in it (``not_found``)."""
+
+    def not_found(self, path):
+        """The 404 message for ``path`` (already made printable): a model path names the models there are."""
+        parts = path.split("/")
+        if len(parts) > 3 and parts[1:3] == ["v2", "models"] and parts[3] != MODEL_NAME:
+            return f"unknown model {parts[3]!r}: this server serves {MODEL_NAME!r} only"
+        return f"no such path: {path}"
+
+
 def build_routes(static_files):
     """The route table, with every static file at its URL path."""
     model_paths = [f"/v2/models/{MODEL_NAME}", f"/v2/models/{MODEL_NAME}/versions/{MODEL_VERSION}"]
@@ -75,7 +86,7 @@ def build_routes(static_files):
         for method, endpoint in methods.items():
             if endpoint.max_body is not None:
                 methods[method] = dataclasses.replace(endpoint, handler=_decoding(endpoint.handler, endpoint.max_body))
-    return routes
+    return RouteTable(routes)
 
 
 def _decoding(handler, limit):
