@@ -83,8 +83,8 @@ def test_quantizing_maps_the_range_onto_256_levels(values, low, high, levels):
 
 
 def test_the_benchmark_script_runs_and_prints_both_routes_and_the_difference(capsys):
-    from lenet.server import activations_bench
-    assert activations_bench.main(["--blocks", "2", "--per-block", "1"]) == 0
+    from benchmarks import activation_maps
+    assert activation_maps.main(["--blocks", "2", "--per-block", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:3]] == ["/api/predict", "/api/activations"]
     assert lines[3].startswith("added by the maps")

@@ -1,13 +1,14 @@
 """What one request may cost the server: small hostile requests are refused or served cheaply (Linux, /proc).
 
-Each hostile request of ``tests/hostile.py`` is sent to a ``python serve.py`` process, and that
+Each hostile request of ``benchmarks/hostile.py`` is sent to a ``python serve.py`` process, and that
 process's CPU time (read from /proc, so a loaded machine slows it but does not inflate it) and
 peak resident memory are measured around it. ``CPU_BUDGET`` is twice the acceptance bound
-(0.25 s, checked on a quiet machine by ``tests/attack_server.py --attack cost``): without the
+(0.25 s, checked on a quiet machine by ``python -m benchmarks.attack_server --attack cost``): without the
 bounds these requests cost 0.6 to 14 s each.
 """
 
 import http.client
+import os
 import re
 import statistics
 import subprocess
@@ -17,13 +18,13 @@ import time
 
 import pytest
 
-import hostile
+from benchmarks import hostile
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 CPU_BUDGET = 0.5       # seconds of server CPU per request
 MEMORY_BUDGET = 150    # MB of peak resident memory over what the server held before
-REPO_ROOT = hostile.__file__.rsplit("/tests/", 1)[0]
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The server's limits per client, over real sockets on 127.0.0.1: each test is one way a client
 (or many) could hold the server's time, threads, descriptors or memory, or slip a request past
 its header checks, and what the server does instead. Limits are set small so the tests are quick;
-``tests/attack_server.py`` runs the same attacks at full size.
+``python -m benchmarks.attack_server`` runs the same attacks at full size.
 """
 
 import errno

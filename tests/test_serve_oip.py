@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from lenet.bodybench import jpeg_scans, scan_bomb
+from benchmarks.bodies import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.encoding import MIN_COMPRESSED_RESPONSE, decode_body
 from lenet.server.errors import HTTPError

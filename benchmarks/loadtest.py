@@ -1,7 +1,7 @@
 """Load benchmark (a script, not a test): concurrent keep-alive clients against a running server.
 
     python serve.py &
-    python -m lenet.loadtest [--url http://127.0.0.1:8000] [--clients 8] [--seconds 10] [--path /api/mnist]
+    python -m benchmarks.loadtest [--url http://127.0.0.1:8000] [--clients 8] [--seconds 10] [--path /api/mnist]
 
 Each client is a process with one keep-alive connection (a raw socket: the client shares the
 cores with the server, so it is kept cheap), sending the same valid HTTP/1.1 request again and
@@ -175,7 +175,7 @@ def run(url, clients, seconds, path, max_requests, batch=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (loopback only)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections, one process each (default 8)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to run (default 10)")

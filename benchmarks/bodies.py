@@ -1,6 +1,6 @@
 """What request bodies cost the server (a script, not a test): infer bodies, junk JSON, JPEG scan bombs.
 
-    python -m lenet.bodybench [--attack-seconds 5] [--decode-bomb]
+    python -m benchmarks.bodies [--attack-seconds 5] [--decode-bomb]
 
 Prints, measured in this process (the time each body holds the interpreter lock is the time
 every other connection waits):
@@ -168,7 +168,7 @@ def jpeg_bomb(decode):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet.bodybench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bodies", description=__doc__.split("\n\n")[0])
     parser.add_argument("--attack-seconds", type=float, default=5.0, help="length of part 3 (default 5; 0 skips it)")
     parser.add_argument("--decode-bomb", action="store_true", help="also decode the JPEG bomb in full (takes minutes)")
     args = parser.parse_args(argv)

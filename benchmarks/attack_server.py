@@ -1,6 +1,6 @@
 """Acceptance-size attacks on the server's limits, run by hand (not collected by pytest): loopback, Linux.
 
-    python tests/attack_server.py [--attack drip headers bodies slow] [--seconds 30]
+    python -m benchmarks.attack_server [--attack drip headers bodies slow] [--seconds 30]
 
 Each attack starts its own ``python serve.py`` on a free loopback port, measures the server
 process's memory (RSS) and CPU and, every 0.25 s throughout, the latency of a normal client
@@ -14,7 +14,7 @@ and time; prints its figures and exits 1 if an acceptance bound was missed:
     bodies   500 connections each declaring a 4 MiB inference body and sending 64 KiB a second
              for 20 s: those past the body memory budget (64 MiB) refused 503 at once, RSS growth
              < 100 MB, the normal client answered < 1 s.
-    cost     each small hostile request of tests/hostile.py (progressive JPEG bombs, gzip member
+    cost     each small hostile request of benchmarks/hostile.py (progressive JPEG bombs, gzip member
              floods, echoed ids, JSON container floods, strips of pixels, PNG chunk floods...) alone:
              refused or served for <= 0.25 s of server CPU and <= 150 MB more resident memory, a
              normal client answered < 1 s right after; ordinary photos up to 4096x4096 still read.
@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-import hostile
+from benchmarks import hostile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIXELS = json.dumps([255] * 784).encode()
@@ -422,7 +422,7 @@ ATTACKS = {"drip": attack_drip, "headers": attack_headers, "bodies": attack_bodi
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python tests/attack_server.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.attack_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--attack", nargs="+", choices=list(ATTACKS), default=list(ATTACKS),
                         help="which attacks to run (default: all)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the slow attack (default: 30)")
