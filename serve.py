@@ -4,7 +4,8 @@
 
 Loads the shipped model (lenet/weights/lenet5.npz) unless --model says otherwise, listens on
 loopback unless --host says otherwise, logs one line per request to stderr, and stops cleanly
-on Ctrl-C or SIGTERM. Routes: see lenet/server/routes.py; limits: lenet/server/app.py and the README.
+on Ctrl-C or SIGTERM. Routes: see lenet/server/model_api/routes.py; limits: lenet/server/httpd/server.py,
+the README and docs/serving-limits.md.
 """
 
 import os
@@ -27,8 +28,9 @@ import threading  # noqa: E402
 import lenet  # noqa: E402
 from lenet.server import (DEFAULT_BODY_MEMORY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,  # noqa: E402
                           MAX_DEFAULT_CONNECTIONS, RESERVED_DESCRIPTORS, PredictionServer, raise_descriptor_limit)
-from lenet.server.hosts import LOOPBACK_NAMES  # noqa: E402
-from lenet.server.workers import Workers, listening_socket  # noqa: E402
+from lenet.server.httpd.hosts import LOOPBACK_NAMES  # noqa: E402
+from lenet.server.httpd.workers import Workers, listening_socket  # noqa: E402
+from lenet.server.model_api.app import server_for_model_file  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -150,7 +152,7 @@ def serve_with_workers(path, about, args, options):
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
     host, port = listener.getsockname()[:2]
-    workers = Workers(args.workers, listener, path, options, log=_log_to_stderr)
+    workers = Workers(args.workers, listener, server_for_model_file, (path,), options, log=_log_to_stderr)
     try:
         if not workers.wait_until_ready():
             return fail("a worker process did not start (see its error above)")

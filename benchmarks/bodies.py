@@ -25,10 +25,10 @@ from PIL import Image
 
 from lenet.model import LeNet5
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.errors import HTTPError
-from lenet.server.messages import Request
-from lenet.server.routes import infer
-from lenet.server.upload import decode_image
+from lenet.server.httpd.errors import HTTPError
+from lenet.server.httpd.messages import Request
+from lenet.server.model_api.routes import infer
+from lenet.server.model_api.upload import decode_image
 
 JUNK_SIZE = 4 * 1024 * 1024
 

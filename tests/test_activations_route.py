@@ -12,7 +12,7 @@ import pytest
 
 from lenet.activations import STAGE_NAMES, stage_activations
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.activations import quantized
+from lenet.server.model_api.activation_maps import quantized
 from tests.test_serve import BAD_IMAGES, call, drawn_seven, png_bytes
 
 MAX_ANSWER_BYTES = 16 * 1024  # ~8 kB of maps plus /api/predict's answer, whatever the digit

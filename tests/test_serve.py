@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 import nn
 from data.preprocess import prepare_digit
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.inference import MAX_BATCH
+from lenet.server.model_api.inference import MAX_BATCH
 
 SHORT_TIMEOUT = 0.5  # seconds, for the server of the stalled-client tests (so they do not wait long)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -626,3 +626,22 @@ def test_serve_py_serves_and_stops_cleanly_on_a_signal(tmp_path, model, stop_sig
     assert process.returncode == 0
     assert "Stopped." in stdout and "Traceback" not in stderr
     assert re.search(r"127\.0\.0\.1 GET /ping 200 \d+\.\d ms", stderr)
+
+
+# -- the split: the HTTP layer knows nothing of the model API -------------------------------------
+def test_the_http_layer_imports_nothing_of_the_model_api_the_model_or_numpy():
+    import ast
+    import pathlib
+
+    layer = pathlib.Path(REPO_ROOT) / "lenet" / "server" / "httpd"
+    imported = set()
+    for path in layer.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported.add("." * node.level + (node.module or ""))
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert len(list(layer.glob("*.py"))) >= 12 and ".errors" in imported  # the check reads what it should
+    outside = {name for name in imported if name.startswith("..") or name.split(".")[0] in
+               ("lenet", "nn", "data", "numpy", "PIL")}
+    assert not outside, outside

@@ -20,9 +20,9 @@ import pytest
 
 import nn
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.budget import MemoryBudget
-from lenet.server.errors import HTTPError
-from lenet.server.hosts import HostCheck
+from lenet.server.httpd.budget import MemoryBudget
+from lenet.server.httpd.errors import HTTPError
+from lenet.server.httpd.hosts import HostCheck
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 1.0                   # the test servers' request_timeout: idle, head deadline, body floor

@@ -20,11 +20,11 @@ from PIL import Image, ImageDraw
 
 from benchmarks.bodies import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.encoding import MIN_COMPRESSED_RESPONSE, decode_body
-from lenet.server.errors import HTTPError
-from lenet.server.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
-from lenet.server.routes import MAX_INFER_BODY
-from lenet.server.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_cost
+from lenet.server.httpd.encoding import MIN_COMPRESSED_RESPONSE, decode_body
+from lenet.server.httpd.errors import HTTPError
+from lenet.server.model_api.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
+from lenet.server.model_api.routes import MAX_INFER_BODY
+from lenet.server.model_api.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_cost
 
 INFER = "/v2/models/lenet5/infer"
 

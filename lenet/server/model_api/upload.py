@@ -27,7 +27,7 @@ from PIL import Image
 
 from data.preprocess import MAX_WORKING_SIDE
 
-from .errors import HTTPError
+from ..httpd.errors import HTTPError
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..httpd.errors import HTTPError
+from ..httpd.messages import Response, json_response
 from .arrays import json_type, number_array
-from .errors import HTTPError
-from .messages import Response, json_response
 
 MODEL_NAME = "lenet5"
 MODEL_VERSION = "1"

@@ -1,28 +1,27 @@
-"""The URL paths the server answers, and what each method on them does.
+"""The URL paths the prediction server answers, and what each method on them does.
 
-``build_routes`` returns ``{path: {method: Endpoint}}``. HEAD is answered wherever GET is.
-Handlers take ``(server, request)`` and return a ``Response`` or raise ``HTTPError``.
+``build_routes`` returns the ``RouteTable`` (see httpd/routing.py) of the page, the course app's
+API and the Open Inference Protocol.
 """
 
 import contextlib
 import dataclasses
 import functools
 import threading
-from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
 from data.preprocess import BlankImageError, prepare_digit
 
-from .activations import with_activations
+from ..httpd.encoding import compress_response, decode_body
+from ..httpd.errors import HTTPError
+from ..httpd.jsonbody import parse_json
+from ..httpd.messages import Response, json_response
+from ..httpd.routing import Endpoint, RouteTable
+from .activation_maps import with_activations
 from .arrays import json_type, number_array
-from .encoding import compress_response, decode_body
-from .errors import HTTPError
 from .inference import (EXTENSIONS, MAX_JSON_CONTAINERS, MAX_JSON_VALUES, MODEL_NAME, MODEL_VERSION,
                         infer_response, model_config, model_metadata, parse_infer_request, split_binary_body)
-from .jsonbody import parse_json
-from .messages import Response, json_response
 from .upload import decode_image
 
 MAX_IMAGE_BODY = 1024 * 1024      # an image file or a 28x28 JSON array
@@ -45,21 +44,14 @@ INFER_BODY = ('a JSON inference request {"inputs": [{"name": "images", "shape", 
               "(or its JSON header, then binary tensor data)")
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    handler: Callable
-    max_body: Optional[int] = None  # bytes accepted in the body; None: the method takes no body
-
-
-class RouteTable(dict):
-    """``{path: {method: Endpoint}}``, and what a 404 says of a path not in it (``not_found``)."""
+class ModelRouteTable(RouteTable):
+    """The routes, and a 404 for a model path that names the model there is."""
 
     def not_found(self, path):
-        """The 404 message for ``path`` (already made printable): a model path names the models there are."""
         parts = path.split("/")
         if len(parts) > 3 and parts[1:3] == ["v2", "models"] and parts[3] != MODEL_NAME:
             return f"unknown model {parts[3]!r}: this server serves {MODEL_NAME!r} only"
-        return f"no such path: {path}"
+        return super().not_found(path)
 
 
 def build_routes(static_files):
@@ -86,7 +78,7 @@ def build_routes(static_files):
         for method, endpoint in methods.items():
             if endpoint.max_body is not None:
                 methods[method] = dataclasses.replace(endpoint, handler=_decoding(endpoint.handler, endpoint.max_body))
-    return RouteTable(routes)
+    return ModelRouteTable(routes)
 
 
 def _decoding(handler, limit):

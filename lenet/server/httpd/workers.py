@@ -1,9 +1,10 @@
 """Several server processes answering on one port: ``--workers N``, restarted when they exit.
 
 Python runs one thread at a time per process, so one process uses about one core however many
-threads answer. N processes, each with the model loaded once, use N. They share one listening
-socket, created (bound and listening) by the parent and handed to each worker: whichever worker
-is free accepts the next connection. (``SO_REUSEPORT`` would give each its own queue, but hashes
+threads answer. N processes, each building its own server (``make_server``: the prediction server
+loads its model once per worker), use N. They share one listening socket, created (bound and
+listening) by the parent and handed to each worker: whichever worker is free accepts the next
+connection. (``SO_REUSEPORT`` would give each its own queue, but hashes
 connections to workers whether they are busy or not, and lets a second copy of the server started
 by mistake silently share the port instead of failing with "address in use". Measured with 2
 workers in alternating rounds, it served 0.93 to 1.24 times as many requests: within the noise.)
@@ -15,10 +16,6 @@ import signal
 import socket
 import threading
 import time
-
-import lenet
-
-from .app import PredictionServer
 
 WORKER_START_SECONDS = 120  # loading the model and compiling the kernels, on a busy machine
 WORKER_STOP_SECONDS = 10
@@ -39,15 +36,16 @@ def listening_socket(host, port, backlog=socket.SOMAXCONN):
     return listener
 
 
-def _worker(listener, model_path, options, ready, parent_alive):
-    """One worker process: load the model, serve from ``listener`` until SIGTERM, SIGINT or the parent's end."""
+def _worker(listener, make_server, arguments, options, ready, parent_alive):
+    """One worker process: ``make_server(*arguments, listener=listener, **options)``, serving until
+    SIGTERM, SIGINT or the parent's end."""
     # Ctrl-C reaches every process of the terminal's group: each worker stops itself cleanly.
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
     threading.Thread(target=_stop_when_parent_ends, args=(parent_alive, stopping), name="parent-watch",
                      daemon=True).start()
-    server = PredictionServer(lenet.load_model(model_path), listener=listener, **options)
+    server = make_server(*arguments, listener=listener, **options)
     serving = threading.Thread(target=server.serve_forever, name="prediction-server", daemon=True)
     serving.start()
     ready.release()
@@ -71,11 +69,12 @@ class Workers:
     """``count`` worker processes serving from one listening socket; ``supervise()`` restarts those that
     exit, ``stop()`` ends them all. Each worker ends itself when this process ends (see ``_worker``)."""
 
-    def __init__(self, count, listener, model_path, options, log=print):
+    def __init__(self, count, listener, make_server, arguments, options, log=print):
         # "spawn": a fresh interpreter per worker; forking a process that has loaded numba's
         # compiler (and may have threads) is not safe on every platform.
         self._context = multiprocessing.get_context("spawn")
-        self._arguments = (listener, model_path, options)
+        # make_server is found by name in each new interpreter: a module-level function.
+        self._arguments = (listener, make_server, arguments, options)
         self._log = log
         self._ready = self._context.Semaphore(0)
         self._parent_alive, self._parent_alive_writer = self._context.Pipe(duplex=False)
