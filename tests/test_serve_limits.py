@@ -260,6 +260,50 @@ def test_large_bodies_leave_an_eighth_of_the_budget_to_small_ones():
 
 
 # -- connections ----------------------------------------------------------------------------------
+def png_upload(server):
+    from benchmarks.hostile import digit_picture, png_bytes
+
+    body = png_bytes(digit_picture(64))
+    return (f"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+
+
+def test_an_upload_waits_at_most_a_second_for_a_decoding_slot_then_gets_503_with_retry_after(server):
+    from lenet.server.model_api.routes import DECODING_WAIT_SECONDS, IMAGE_DECODING_SLOT_COUNT, IMAGE_DECODING_SLOTS
+
+    held = [IMAGE_DECODING_SLOTS.acquire(timeout=10) for _ in range(IMAGE_DECODING_SLOT_COUNT)]  # all busy
+    try:
+        began = time.monotonic()
+        status, headers, answer = exchange(server, png_upload(server))
+        waited = time.monotonic() - began
+    finally:
+        for _ in held:
+            IMAGE_DECODING_SLOTS.release()
+    assert all(held) and status == 503 and headers["retry-after"] == "1"
+    assert "decoding as many images as it allows" in answer["error"]
+    assert DECODING_WAIT_SECONDS <= waited < DECODING_WAIT_SECONDS + 2
+    assert exchange(server, png_upload(server))[0] == 200  # slots free again: decoded
+
+
+def test_nothing_is_decoded_for_a_client_that_left_while_waiting_for_a_slot(server, monkeypatch):
+    from lenet.server.model_api import routes
+
+    decoded = []
+    monkeypatch.setattr(routes, "decode_image", lambda data: decoded.append(data))
+    routes.IMAGE_DECODING_SLOTS.acquire()
+    routes.IMAGE_DECODING_SLOTS.acquire()
+    try:
+        with connect(server) as sock:
+            sock.sendall(png_upload(server))
+            time.sleep(0.3)  # the server has read the body and waits for a slot
+        time.sleep(0.1)
+    finally:
+        routes.IMAGE_DECODING_SLOTS.release()
+        routes.IMAGE_DECODING_SLOTS.release()
+    time.sleep(0.3)
+    assert decoded == []
+
+
 def test_connections_over_the_cap_get_a_fast_503_with_retry_after(model):
     server = PredictionServer(model, port=0, request_timeout=5.0, log=None, max_connections=2)
     with serving_in_background(server):

@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from benchmarks import hostile
 from benchmarks.bodies import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.httpd.encoding import MIN_COMPRESSED_RESPONSE, decode_body
 from lenet.server.httpd.errors import HTTPError
 from lenet.server.model_api.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
 from lenet.server.model_api.routes import MAX_INFER_BODY
-from lenet.server.model_api.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_cost
+from lenet.server.model_api.upload import (MAX_ASPECT, MAX_JPEG_BLOCK_SCANS, MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS,
+                                           MAX_SIDE, decode_image, jpeg_cost)
 
 INFER = "/v2/models/lenet5/infer"
 
@@ -488,6 +490,50 @@ def test_progressive_jpeg_with_more_scans_than_encoders_write_is_refused_with_41
         assert status == 413 and f"more than {MAX_JPEG_SCANS} scans" in json.loads(answer)["error"]
     else:
         assert status == 422  # decoded: a flat grey picture holds no digit
+
+
+@pytest.mark.parametrize("junk", [False, True], ids=["clean", "junk-after-app0"])
+def test_stray_bytes_between_segments_do_not_hide_scans_from_the_count(junk):
+    """libjpeg skips a stray byte before a marker (with a warning) and decodes on: the count must too."""
+    data = hostile.repeated_scan_jpeg(3, junk_after_app0=junk, side=64)
+    assert Image.open(io.BytesIO(data)).convert("L").size == (64, 64)  # still decoded, junk or not
+    assert jpeg_cost(data)[0] == 6 - 1 + 3  # libjpeg's 6 grey scans, the last one 3 times
+
+
+def test_fill_bytes_before_markers_do_not_hide_scans_from_the_count():
+    assert jpeg_cost(hostile.filled_jpeg(10))[0] == 5 + 10
+
+
+@pytest.mark.parametrize("scans, refused", [(16, False), (17, True)])
+def test_the_block_budget_allows_16_scans_of_4096_pixels_a_side_not_17(scans, refused):
+    data = hostile.repeated_scan_jpeg(scans - 5, junk_after_app0=False)  # 4096 x 4096 grey: 512 x 512 blocks a scan
+    assert jpeg_cost(data)[0] == scans and 16 * 512 ** 2 == MAX_JPEG_BLOCK_SCANS
+    if refused:
+        with pytest.raises(HTTPError) as refusal:
+            decode_image(data)
+        assert refusal.value.status == 413 and "8x8 blocks" in refusal.value.message
+    else:
+        assert jpeg_cost(data)[2] == MAX_JPEG_BLOCK_SCANS
+        assert decode_image(data).size == (1024, 1024)  # read, at the scale preprocessing works at
+
+
+def test_64_scans_of_2048_pixels_a_side_are_within_the_block_budget():
+    photo = hostile.normal_photos()["2048-grey-64-scans.jpg"][1]
+    assert jpeg_cost(photo)[0::2] == (64, 64 * (2048 // 8) ** 2) == (64, MAX_JPEG_BLOCK_SCANS)
+
+
+@pytest.mark.parametrize("width, height, message", [
+    (MAX_SIDE + 1, 16, "a side"), (16, MAX_SIDE + 1, "a side"), (MAX_SIDE, MAX_SIDE // MAX_ASPECT - 1, "elongated"),
+    (MAX_SIDE, MAX_SIDE // MAX_ASPECT, None), (MAX_SIDE, MAX_SIDE, None),
+])
+def test_images_are_bounded_per_side_and_by_aspect_not_only_by_area(width, height, message):
+    data = hostile.flat_png(width, height)
+    if message is None:
+        assert max(decode_image(data).size) == 1024
+    else:
+        with pytest.raises(HTTPError) as refused:
+            decode_image(data)
+        assert refused.value.status == 413 and message in refused.value.message
 
 
 def test_jpeg_of_more_marker_segments_than_real_files_have_is_refused_with_413(server):

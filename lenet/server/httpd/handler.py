@@ -39,8 +39,6 @@ SECURITY_HEADERS = {
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-
-
 _SECURITY_LINES = "\r\n".join(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())
 
 
@@ -78,10 +76,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         (right route, length within the limit and the memory budget: see ``_read_body``)."""
         self._expects_continue = True
         return True
-
-    def version_string(self):
-        """The Server header: this program's name only, not the Python version."""
-        return self.server_version
 
     def setup(self):
         self.timeout = self.server.request_timeout
@@ -285,11 +279,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- answers ---------------------------------------------------------------------------------
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (bad request line, bad headers) as JSON, like every other error."""
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        text = message or explain or phrase
+        text = message or explain or _phrase(code) or "error"
         self._send(self._error(HTTPError(code, text, close=True)))
 
     def _error(self, exc):
