@@ -23,7 +23,7 @@ from benchmarks.bodies import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
 from lenet.server.httpd.encoding import MIN_COMPRESSED_RESPONSE, decode_body
 from lenet.server.httpd.errors import HTTPError
-from lenet.server.model_api.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
+from lenet.server.model_api.inference import DATATYPES, MAX_BATCH, MAX_ID_LENGTH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
 from lenet.server.model_api.routes import MAX_INFER_BODY
 from lenet.server.model_api.upload import (MAX_ASPECT, MAX_JPEG_BLOCK_SCANS, MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS,
                                            MAX_SIDE, decode_image, jpeg_cost)
@@ -386,6 +386,20 @@ def test_infer_answers_are_compressed_when_the_client_accepts_it(server, model, 
     inflate = {None: bytes, "gzip": gzip.decompress, "deflate": zlib.decompress}[coding]
     _, probabilities = read_infer_response(response_headers, inflate(answer))
     np.testing.assert_allclose(probabilities, model.predict(pixels), atol=1e-6)
+
+
+@pytest.mark.parametrize("length", [MAX_ID_LENGTH, MAX_ID_LENGTH + 1, 1_000_000])
+def test_an_id_over_the_limit_is_refused_with_400_that_says_so_never_truncated(server, length):
+    body, headers = json_request(random_pixels(1, seed=3), "UINT8")
+    document = json.loads(body)
+    document["id"] = "7" * length
+    status, _, answer = post(server, INFER, gzip.compress(json.dumps(document).encode()),
+                             {**headers, "Content-Encoding": "gzip"})
+    if length <= MAX_ID_LENGTH:
+        assert status == 200 and json.loads(answer)["id"] == document["id"]
+    else:
+        assert status == 400
+        assert json.loads(answer)["error"] == f'"id": {length} characters, over the limit of {MAX_ID_LENGTH} (the answer echoes it)'
 
 
 @pytest.mark.parametrize("images, compressed", [(1, False), (64, True)])
