@@ -168,6 +168,25 @@ def hostile_big_flat_png():
     return _post(PREDICT, flat_png(4096, 4096, colour=True), **{"Content-Type": "image/png"})
 
 
+def interlaced_png(width, height, colour=False):
+    """An Adam7-interlaced PNG (the picture in 7 passes, each decoded apart) of one grey with a dark band."""
+    image = np.full((height, width, 3 if colour else 1), 200, np.uint8)
+    image[height // 3:height // 3 + max(1, height // 20), width // 4:3 * width // 4] = 20
+    passes = []
+    for x0, y0, dx, dy in [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]:
+        rows = image[y0::dy, x0::dx].reshape(len(range(y0, height, dy)), -1)
+        if rows.size:
+            passes.append(np.hstack([np.zeros((len(rows), 1), np.uint8), rows]).tobytes())  # filter 0 each row
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if colour else 0, 0, 0, 1)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"".join(passes), 9))
+            + _png_chunk(b"IEND", b""))
+
+
+def hostile_interlaced_png():
+    """A 4096x4096 colour interlaced PNG: Adam7's seven passes cost more a pixel than plain rows."""
+    return _post(PREDICT, interlaced_png(4096, 4096, colour=True), **{"Content-Type": "image/png"})
+
+
 def hostile_png_chunks():
     """Hundreds of thousands of empty ancillary chunks before the pixels: each is a Python call in the reader."""
     image = png_bytes(digit_picture(64, noise=False))
@@ -203,6 +222,7 @@ HOSTILE = {
     "thin-png": hostile_thin_png,
     "tall-png": hostile_tall_png,
     "flat-4096-png": hostile_big_flat_png,
+    "interlaced-4096-png": hostile_interlaced_png,
     "png-chunks": hostile_png_chunks,
     "png-text-bombs": hostile_png_text_bombs,
     "flat-4096-gif": hostile_big_gif,
