@@ -4,7 +4,8 @@
 
 Loads the shipped model (lenet/weights/lenet5.npz) unless --model says otherwise, listens on
 loopback unless --host says otherwise, logs one line per request to stderr, and stops cleanly
-on Ctrl-C or SIGTERM. Routes: see lenet/server/routes.py; limits: lenet/server/app.py and the README.
+on Ctrl-C or SIGTERM. Routes: see lenet/server/model_api/routes.py; limits: lenet/server/httpd/server.py,
+the README and docs/serving-limits.md.
 """
 
 import os
@@ -27,9 +28,10 @@ import threading  # noqa: E402
 import lenet  # noqa: E402
 from lenet.server import (DEFAULT_BODY_MEMORY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,  # noqa: E402
                           MAX_DEFAULT_CONNECTIONS, RESERVED_DESCRIPTORS, PredictionServer, raise_descriptor_limit)
-from lenet.server.hosts import LOOPBACK_NAMES  # noqa: E402
+from lenet.server.httpd.hosts import LOOPBACK_NAMES  # noqa: E402
+from lenet.server.httpd.workers import Workers, listening_socket  # noqa: E402
+from lenet.server.model_api.app import server_for_model_file  # noqa: E402
 from lenet.training.runs import resolve_model_path  # noqa: E402
-from lenet.server.workers import Workers, listening_socket  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -139,6 +141,10 @@ def serve_in_this_process(model, about, args, options):
     return 0
 
 
+def _log_to_stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
 def serve_with_workers(path, about, args, options):
     try:
         listener = listening_socket(args.host, args.port)
@@ -148,15 +154,13 @@ def serve_with_workers(path, about, args, options):
     signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop_requested.set())
     host, port = listener.getsockname()[:2]
-    workers = Workers(args.workers, listener, path, options)
+    workers = Workers(args.workers, listener, server_for_model_file, (path,), options, log=_log_to_stderr)
     try:
         if not workers.wait_until_ready():
             return fail("a worker process did not start (see its error above)")
         print(f"Serving {about} at http://{host}:{port}/ with {args.workers} worker processes - Ctrl-C to stop",
               flush=True)
-        exited = workers.wait(stop_requested)
-        if exited:
-            return fail(f"worker process {exited[0].name} exited with status {exited[0].exitcode}; stopping all")
+        workers.supervise(stop_requested)
     finally:
         workers.stop()
         listener.close()

@@ -12,7 +12,7 @@ import pytest
 
 from lenet.activations import STAGE_NAMES, stage_activations
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.activations import quantized
+from lenet.server.model_api.activation_maps import quantized
 from tests.test_serve import BAD_IMAGES, call, drawn_seven, png_bytes
 
 MAX_ANSWER_BYTES = 16 * 1024  # ~8 kB of maps plus /api/predict's answer, whatever the digit
@@ -83,8 +83,8 @@ def test_quantizing_maps_the_range_onto_256_levels(values, low, high, levels):
 
 
 def test_the_benchmark_script_runs_and_prints_both_routes_and_the_difference(capsys):
-    from lenet.server import activations_bench
-    assert activations_bench.main(["--blocks", "2", "--per-block", "1"]) == 0
+    from benchmarks import activation_maps
+    assert activation_maps.main(["--blocks", "2", "--per-block", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines[1:3]] == ["/api/predict", "/api/activations"]
     assert lines[3].startswith("added by the maps")

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 import nn
 from data.preprocess import prepare_digit
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.inference import MAX_BATCH
+from lenet.server.model_api.inference import MAX_BATCH
 
 SHORT_TIMEOUT = 0.5  # seconds, for the server of the stalled-client tests (so they do not wait long)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -275,7 +275,6 @@ BAD_MNIST_BODIES = {
     "boolean": (json.dumps([True] + NUMBERS[1:]).encode(), "true"),
     "nested-junk": (json.dumps([[0, [1]]] + NUMBERS[2:]).encode(), "shape"),
     "ragged-rows": (json.dumps([[0] * 28] * 27 + [[0] * 27]).encode(), "shape"),
-    "deeply-nested": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
 }
 
 
@@ -284,6 +283,24 @@ def test_api_mnist_refuses_bad_bodies_with_400_and_the_reason(server, body, mess
     status, answer = call_json(server, "POST", "/api/mnist", body=body, headers={"Content-Type": "application/json"})
     assert status == 400
     assert message in answer["error"]
+
+
+# Decoding JSON costs by what it holds more than by its size: every JSON route counts values and
+# containers in the raw bytes, before decoding, against what its largest sensible body holds.
+OVER_JSON_CAPS = {
+    "empty-arrays": b"[" + b"[]," * 300_000 + b"[]]",
+    "deeply-nested": b"[" * 100_000 + b"]" * 100_000,
+    "numbers": b"[" + b"0," * 300_000 + b"0]",
+    "empty-objects": b"[" + b"{}," * 300_000 + b"{}]",
+}
+
+
+@pytest.mark.parametrize("path", ["/api/mnist", "/api/predict", "/api/activations", "/v2/models/lenet5/infer"])
+@pytest.mark.parametrize("body", OVER_JSON_CAPS.values(), ids=OVER_JSON_CAPS.keys())
+def test_every_json_route_refuses_more_values_or_containers_than_it_could_use_with_413(server, path, body):
+    status, answer = call_json(server, "POST", path, body=body, headers={"Content-Type": "application/json"})
+    assert status == 413
+    assert re.search(r"more JSON (values|arrays and objects) than the limit of \d+", answer["error"])
 
 
 BAD_IMAGES = {
@@ -335,10 +352,17 @@ def test_v2_infer_refuses_bad_requests_with_4xx_and_the_reason(server, document,
 
 
 # -- paths and methods ----------------------------------------------------------------------------
-@pytest.mark.parametrize("path", ["/nope", "/api", "/v2/models/other", "/static/", "/static/missing.js"])
+@pytest.mark.parametrize("path", ["/nope", "/api", "/v2/models/lenet5/nope", "/static/", "/static/missing.js"])
 def test_unknown_paths_are_404(server, path):
     status, answer = call_json(server, "GET", path)
     assert status == 404 and "no such path" in answer["error"]
+
+
+@pytest.mark.parametrize("path", ["/v2/models/nope", "/v2/models/nope/ready", "/v2/models/other/versions/1/infer"])
+def test_a_model_path_of_an_unknown_model_says_so_and_names_the_model_served(server, path):
+    status, answer = call_json(server, "GET", path)
+    model = path.split("/")[3]
+    assert status == 404 and answer["error"] == f"unknown model {model!r}: this server serves 'lenet5' only"
 
 
 @pytest.mark.parametrize("method, path, allowed", [
@@ -602,3 +626,22 @@ def test_serve_py_serves_and_stops_cleanly_on_a_signal(tmp_path, model, stop_sig
     assert process.returncode == 0
     assert "Stopped." in stdout and "Traceback" not in stderr
     assert re.search(r"127\.0\.0\.1 GET /ping 200 \d+\.\d ms", stderr)
+
+
+# -- the split: the HTTP layer knows nothing of the model API -------------------------------------
+def test_the_http_layer_imports_nothing_of_the_model_api_the_model_or_numpy():
+    import ast
+    import pathlib
+
+    layer = pathlib.Path(REPO_ROOT) / "lenet" / "server" / "httpd"
+    imported = set()
+    for path in layer.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                imported.add("." * node.level + (node.module or ""))
+            elif isinstance(node, ast.Import):
+                imported.update(alias.name for alias in node.names)
+    assert len(list(layer.glob("*.py"))) >= 12 and ".errors" in imported  # the check reads what it should
+    outside = {name for name in imported if name.startswith("..") or name.split(".")[0] in
+               ("lenet", "nn", "data", "numpy", "PIL")}
+    assert not outside, outside

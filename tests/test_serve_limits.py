@@ -1,7 +1,7 @@
 """The server's limits per client, over real sockets on 127.0.0.1: each test is one way a client
 (or many) could hold the server's time, threads, descriptors or memory, or slip a request past
 its header checks, and what the server does instead. Limits are set small so the tests are quick;
-``tests/attack_server.py`` runs the same attacks at full size.
+``python -m benchmarks.attack_server`` runs the same attacks at full size.
 """
 
 import errno
@@ -20,9 +20,9 @@ import pytest
 
 import nn
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.budget import MemoryBudget
-from lenet.server.errors import HTTPError
-from lenet.server.hosts import HostCheck
+from lenet.server.httpd.budget import MemoryBudget
+from lenet.server.httpd.errors import HTTPError
+from lenet.server.httpd.hosts import HostCheck
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 1.0                   # the test servers' request_timeout: idle, head deadline, body floor
@@ -260,6 +260,50 @@ def test_large_bodies_leave_an_eighth_of_the_budget_to_small_ones():
 
 
 # -- connections ----------------------------------------------------------------------------------
+def png_upload(server):
+    from benchmarks.hostile import digit_picture, png_bytes
+
+    body = png_bytes(digit_picture(64))
+    return (f"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/png\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1") + body
+
+
+def test_an_upload_waits_at_most_a_second_for_a_decoding_slot_then_gets_503_with_retry_after(server):
+    from lenet.server.model_api.routes import DECODING_WAIT_SECONDS, IMAGE_DECODING_SLOT_COUNT, IMAGE_DECODING_SLOTS
+
+    held = [IMAGE_DECODING_SLOTS.acquire(timeout=10) for _ in range(IMAGE_DECODING_SLOT_COUNT)]  # all busy
+    try:
+        began = time.monotonic()
+        status, headers, answer = exchange(server, png_upload(server))
+        waited = time.monotonic() - began
+    finally:
+        for _ in held:
+            IMAGE_DECODING_SLOTS.release()
+    assert all(held) and status == 503 and headers["retry-after"] == "1"
+    assert "decoding as many images as it allows" in answer["error"]
+    assert DECODING_WAIT_SECONDS <= waited < DECODING_WAIT_SECONDS + 2
+    assert exchange(server, png_upload(server))[0] == 200  # slots free again: decoded
+
+
+def test_nothing_is_decoded_for_a_client_that_left_while_waiting_for_a_slot(server, monkeypatch):
+    from lenet.server.model_api import routes
+
+    decoded = []
+    monkeypatch.setattr(routes, "decode_image", lambda data: decoded.append(data))
+    routes.IMAGE_DECODING_SLOTS.acquire()
+    routes.IMAGE_DECODING_SLOTS.acquire()
+    try:
+        with connect(server) as sock:
+            sock.sendall(png_upload(server))
+            time.sleep(0.3)  # the server has read the body and waits for a slot
+        time.sleep(0.1)
+    finally:
+        routes.IMAGE_DECODING_SLOTS.release()
+        routes.IMAGE_DECODING_SLOTS.release()
+    time.sleep(0.3)
+    assert decoded == []
+
+
 def test_connections_over_the_cap_get_a_fast_503_with_retry_after(model):
     server = PredictionServer(model, port=0, request_timeout=5.0, log=None, max_connections=2)
     with serving_in_background(server):
@@ -424,6 +468,54 @@ def test_serve_py_with_two_workers_serves_on_one_port_and_stops_them_all(tmp_pat
     if children is not None:  # the workers (and multiprocessing's resource tracker) end with it
         assert len(children) >= 2
         wait_for(lambda: not any(alive(child) for child in children))
+
+
+def worker_pids(pid):
+    """The worker processes of serve.py ``pid`` (not multiprocessing's resource tracker)."""
+    workers = []
+    for child in children_of(pid) or []:
+        with open(f"/proc/{child}/cmdline", "rb") as f:
+            if b"resource_tracker" not in f.read():
+                workers.append(child)
+    return workers
+
+
+def mnist_statuses(host, port, count=20):
+    statuses = []
+    for _ in range(count):
+        connection = http.client.HTTPConnection(host, port, timeout=10)
+        try:
+            connection.request("POST", "/api/mnist", body=PIXELS, headers={"Content-Type": "application/json"})
+            statuses.append(connection.getresponse().status)
+        except OSError as exc:
+            statuses.append(type(exc).__name__)
+        finally:
+            connection.close()
+    return statuses
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_worker_is_replaced_and_a_killed_parent_takes_its_workers_with_it(tmp_path, model):
+    path = tmp_path / "model.npz"
+    nn.save(model, path, metadata={"test_accuracy": 0.5, "normalization": model.normalization})
+    process, host, port = start_serve("--model", str(path), "--port", "0", "--workers", "2")
+    try:
+        first, second = worker_pids(process.pid)
+        os.kill(first, signal.SIGKILL)
+        time.sleep(5)
+        assert mnist_statuses(host, port) == [200] * 20  # the other worker served meanwhile
+        wait_for(lambda: len(worker_pids(process.pid)) == 2, seconds=60)
+        replacement = (set(worker_pids(process.pid)) - {second}).pop()
+        os.kill(process.pid, signal.SIGKILL)
+        time.sleep(5)
+        assert not any(alive(pid) for pid in (second, replacement))
+        with socket.socket() as rebound:  # the port is free: no orphan holds it
+            rebound.bind((host, port))
+    finally:
+        if process.poll() is None:
+            process.kill()
+        stderr = process.communicate()[1]
+    assert re.search(rf"worker lenet5-worker-\d \(pid {first}\) exited with status -9 .*starting another", stderr)
 
 
 def alive(pid):

@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from lenet.bodybench import jpeg_scans, scan_bomb
+from benchmarks import hostile
+from benchmarks.bodies import jpeg_scans, scan_bomb
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.encoding import decode_body
-from lenet.server.errors import HTTPError
-from lenet.server.inference import DATATYPES, MAX_BATCH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
-from lenet.server.routes import MAX_INFER_BODY
-from lenet.server.upload import MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, decode_image, jpeg_scans_and_segments
+from lenet.server.httpd.encoding import MIN_COMPRESSED_RESPONSE, decode_body
+from lenet.server.httpd.errors import HTTPError
+from lenet.server.model_api.inference import DATATYPES, MAX_BATCH, MAX_ID_LENGTH, MAX_JSON_CONTAINERS, MAX_JSON_VALUES
+from lenet.server.model_api.routes import MAX_INFER_BODY
+from lenet.server.model_api.upload import (MAX_ASPECT, MAX_JPEG_BLOCK_SCANS, MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS,
+                                           MAX_SIDE, decode_image, jpeg_cost)
 
 INFER = "/v2/models/lenet5/infer"
 
@@ -374,7 +376,7 @@ def test_decode_body_refuses_bytes_after_a_deflate_stream():
 ])
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_infer_answers_are_compressed_when_the_client_accepts_it(server, model, accept_encoding, coding, binary):
-    pixels = random_pixels(2, seed=9)
+    pixels = random_pixels(64, seed=9)  # answers under MIN_COMPRESSED_RESPONSE bytes are sent as they are
     body, headers = json_request(pixels, "UINT8", **({"parameters": {"binary_data_output": True}} if binary else {}))
     if accept_encoding is not None:
         headers["Accept-Encoding"] = accept_encoding
@@ -384,6 +386,29 @@ def test_infer_answers_are_compressed_when_the_client_accepts_it(server, model, 
     inflate = {None: bytes, "gzip": gzip.decompress, "deflate": zlib.decompress}[coding]
     _, probabilities = read_infer_response(response_headers, inflate(answer))
     np.testing.assert_allclose(probabilities, model.predict(pixels), atol=1e-6)
+
+
+@pytest.mark.parametrize("length", [MAX_ID_LENGTH, MAX_ID_LENGTH + 1, 1_000_000])
+def test_an_id_over_the_limit_is_refused_with_400_that_says_so_never_truncated(server, length):
+    body, headers = json_request(random_pixels(1, seed=3), "UINT8")
+    document = json.loads(body)
+    document["id"] = "7" * length
+    status, _, answer = post(server, INFER, gzip.compress(json.dumps(document).encode()),
+                             {**headers, "Content-Encoding": "gzip"})
+    if length <= MAX_ID_LENGTH:
+        assert status == 200 and json.loads(answer)["id"] == document["id"]
+    else:
+        assert status == 400
+        assert json.loads(answer)["error"] == f'"id": {length} characters, over the limit of {MAX_ID_LENGTH} (the answer echoes it)'
+
+
+@pytest.mark.parametrize("images, compressed", [(1, False), (64, True)])
+def test_only_answers_worth_compressing_are_compressed(server, images, compressed):
+    body, headers = json_request(random_pixels(images, seed=9), "UINT8")
+    status, response_headers, answer = post(server, INFER, body, {**headers, "Accept-Encoding": "gzip"})
+    assert status == 200
+    size = len(gzip.decompress(answer)) if compressed else len(answer)
+    assert (response_headers.get("Content-Encoding") == "gzip") == compressed == (size >= MIN_COMPRESSED_RESPONSE)
 
 
 # -- tritonclient, the real client, with its defaults ---------------------------------------------
@@ -453,7 +478,7 @@ def jpeg_bytes(image, **options):
 def test_jpeg_scans_are_counted_as_libjpeg_writes_them(mode, options, scans):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, len(mode)), np.uint8).squeeze())
     data = jpeg_bytes(image.convert(mode), **options)
-    assert jpeg_scans_and_segments(data)[0] == scans == len(jpeg_scans(data)[1])
+    assert jpeg_cost(data)[0] == scans == len(jpeg_scans(data)[1])
 
 
 def comment_segment(payload):
@@ -466,19 +491,63 @@ def test_marker_bytes_inside_segments_are_not_counted_as_scans():
     picture = jpeg_bytes(Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40), np.uint8)))
     data = picture[:2] + comment_segment(b"\xff\xda" * 100 + thumbnail) + picture[2:]
     assert data.count(b"\xff\xda") > 100
-    assert jpeg_scans_and_segments(data)[0] == 1
+    assert jpeg_cost(data)[0] == 1
     assert Image.open(io.BytesIO(data)).size == (40, 40)  # still a valid JPEG
 
 
 @pytest.mark.parametrize("repeats, refused", [(MAX_JPEG_SCANS - 6, False), (MAX_JPEG_SCANS - 5, True), (5000, True)])
 def test_progressive_jpeg_with_more_scans_than_encoders_write_is_refused_with_413(server, repeats, refused):
     bomb = scan_bomb(repeats)
-    assert jpeg_scans_and_segments(bomb)[0] == min(6 + repeats, MAX_JPEG_SCANS + 1)
+    assert jpeg_cost(bomb)[0] == min(6 + repeats, MAX_JPEG_SCANS + 1)
     status, _, answer = post(server, "/api/predict", bomb, {"Content-Type": "image/jpeg"})
     if refused:
         assert status == 413 and f"more than {MAX_JPEG_SCANS} scans" in json.loads(answer)["error"]
     else:
         assert status == 422  # decoded: a flat grey picture holds no digit
+
+
+@pytest.mark.parametrize("junk", [False, True], ids=["clean", "junk-after-app0"])
+def test_stray_bytes_between_segments_do_not_hide_scans_from_the_count(junk):
+    """libjpeg skips a stray byte before a marker (with a warning) and decodes on: the count must too."""
+    data = hostile.repeated_scan_jpeg(3, junk_after_app0=junk, side=64)
+    assert Image.open(io.BytesIO(data)).convert("L").size == (64, 64)  # still decoded, junk or not
+    assert jpeg_cost(data)[0] == 6 - 1 + 3  # libjpeg's 6 grey scans, the last one 3 times
+
+
+def test_fill_bytes_before_markers_do_not_hide_scans_from_the_count():
+    assert jpeg_cost(hostile.filled_jpeg(10))[0] == 5 + 10
+
+
+@pytest.mark.parametrize("scans, refused", [(16, False), (17, True)])
+def test_the_block_budget_allows_16_scans_of_4096_pixels_a_side_not_17(scans, refused):
+    data = hostile.repeated_scan_jpeg(scans - 5, junk_after_app0=False)  # 4096 x 4096 grey: 512 x 512 blocks a scan
+    assert jpeg_cost(data)[0] == scans and 16 * 512 ** 2 == MAX_JPEG_BLOCK_SCANS
+    if refused:
+        with pytest.raises(HTTPError) as refusal:
+            decode_image(data)
+        assert refusal.value.status == 413 and "8x8 blocks" in refusal.value.message
+    else:
+        assert jpeg_cost(data)[2] == MAX_JPEG_BLOCK_SCANS
+        assert decode_image(data).size == (1024, 1024)  # read, at the scale preprocessing works at
+
+
+def test_64_scans_of_2048_pixels_a_side_are_within_the_block_budget():
+    photo = hostile.normal_photos()["2048-grey-64-scans.jpg"][1]
+    assert jpeg_cost(photo)[0::2] == (64, 64 * (2048 // 8) ** 2) == (64, MAX_JPEG_BLOCK_SCANS)
+
+
+@pytest.mark.parametrize("width, height, message", [
+    (MAX_SIDE + 1, 16, "a side"), (16, MAX_SIDE + 1, "a side"), (MAX_SIDE, MAX_SIDE // MAX_ASPECT - 1, "elongated"),
+    (MAX_SIDE, MAX_SIDE // MAX_ASPECT, None), (MAX_SIDE, MAX_SIDE, None),
+])
+def test_images_are_bounded_per_side_and_by_aspect_not_only_by_area(width, height, message):
+    data = hostile.flat_png(width, height)
+    if message is None:
+        assert max(decode_image(data).size) == 1024
+    else:
+        with pytest.raises(HTTPError) as refused:
+            decode_image(data)
+        assert refused.value.status == 413 and message in refused.value.message
 
 
 def test_jpeg_of_more_marker_segments_than_real_files_have_is_refused_with_413(server):

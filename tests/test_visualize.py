@@ -9,7 +9,7 @@ import nn
 from data.preprocess import prepare_digit
 from lenet import visualize
 from lenet.activations import STAGE_NAMES, stage_activations
-from lenet.server.upload import decode_image
+from lenet.server.model_api.upload import decode_image
 
 EXPECTED_SHAPES = {"C1": (6, 24, 24), "S2": (6, 12, 12), "C3": (16, 8, 8), "S4": (16, 4, 4),
                    "C5": (120,), "F6": (84,), "out": (10,)}

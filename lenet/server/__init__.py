@@ -13,6 +13,10 @@ Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a
     POST /v2/models/lenet5/infer        Open Inference Protocol v2 (JSON or binary tensor data, gzip/deflate
                                         bodies): N images, white ink on black -> N x 10 probabilities
 
+Two packages: ``httpd``, the generic hardened HTTP/1.1 layer (parsing, limits, budgets, workers,
+logging), and ``model_api``, what is served on it (routes, the Open Inference Protocol, uploads,
+activation maps). Limits and cost bounds: docs/serving-limits.md.
+
 Start it with ``python serve.py``; in code::
 
     server = PredictionServer(lenet.load_model(), port=0)
@@ -20,8 +24,9 @@ Start it with ``python serve.py``; in code::
         ...  # requests to server.url
 """
 
-from .app import (DEFAULT_BODY_MEMORY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT, MAX_DEFAULT_CONNECTIONS,
-                  RESERVED_DESCRIPTORS, PredictionServer, raise_descriptor_limit, serving_in_background)
+from .httpd.server import (DEFAULT_BODY_MEMORY, DEFAULT_HOST, DEFAULT_PORT, DEFAULT_REQUEST_TIMEOUT,
+                           MAX_DEFAULT_CONNECTIONS, RESERVED_DESCRIPTORS, raise_descriptor_limit, serving_in_background)
+from .model_api.app import PredictionServer
 
 __all__ = ["DEFAULT_BODY_MEMORY", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_REQUEST_TIMEOUT", "MAX_DEFAULT_CONNECTIONS",
            "RESERVED_DESCRIPTORS", "PredictionServer", "raise_descriptor_limit", "serving_in_background"]

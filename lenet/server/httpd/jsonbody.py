@@ -32,10 +32,11 @@ def parse_json(body, expected, max_values=None, max_containers=None):
     if not body.strip():
         raise HTTPError(400, f"empty body: expected {expected}")
     if max_values is not None and body.count(b",") >= max_values:
-        raise HTTPError(413, f"the body holds more than the {max_values} JSON values allowed: expected {expected}")
-    if max_containers is not None and body.count(b"[") + body.count(b"{") > max_containers:
-        raise HTTPError(413, f"the body holds more than the {max_containers} JSON arrays and objects allowed: "
+        raise HTTPError(413, f"the body holds more JSON values than the limit of {max_values} for this route: "
                              f"expected {expected}")
+    if max_containers is not None and body.count(b"[") + body.count(b"{") > max_containers:
+        raise HTTPError(413, f"the body holds more JSON arrays and objects than the limit of {max_containers} "
+                             f"for this route: expected {expected}")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

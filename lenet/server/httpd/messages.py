@@ -1,8 +1,11 @@
 """What a route handler receives (``Request``) and returns (``Response``)."""
 
 import json
+import select
+import socket
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -15,6 +18,20 @@ class Request:
     headers: object  # email.message.Message, as http.server parses it
     body: bytes
     started: float  # time.perf_counter() when the request line arrived
+    connection: Optional[socket.socket] = None  # the client's, to notice when it leaves
+
+    def client_gone(self):
+        """Whether the client has closed its connection (so no answer can reach it), without waiting."""
+        if self.connection is None:
+            return False
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        if not poller.poll(0):
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:  # reset
+            return True
 
     def elapsed_ms(self):
         """Milliseconds since the request arrived: the server-side time reported to clients."""

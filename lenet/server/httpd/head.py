@@ -46,11 +46,39 @@ def read_line(rfile, connection, deadline, limit):
             return b"".join(parts)
 
 
-def read_head(rfile, connection, deadline, max_request_line, max_header_bytes, max_headers):
-    """``(request line, header block)`` of one request, or None if the client closed before its end.
+class Headers:
+    """A request's header fields by case-insensitive name; several fields of one name stay apart.
 
-    The header block is the header lines as sent, ending with the empty line, for
-    ``http.client.parse_headers``; each line has been checked to be ``name: value``.
+    The subset of ``email.message.Message`` that request handlers use (``get``, ``get_all``),
+    without the cost of the email parser (a third of a small request's CPU).
+    """
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, lines=()):
+        self._fields = {}
+        for line in lines:
+            name, _, value = line.partition(b":")
+            self._fields.setdefault(name.decode("ascii").lower(), []).append(value.strip(b" \t\r\n").decode("latin-1"))
+
+    def get(self, name, default=None):
+        """The first field named ``name``, or ``default``."""
+        values = self._fields.get(name.lower())
+        return values[0] if values else default
+
+    def get_all(self, name, default=None):
+        """Every field named ``name`` in the order sent, or ``default`` if there is none."""
+        values = self._fields.get(name.lower())
+        return list(values) if values else default
+
+    def __contains__(self, name):
+        return name.lower() in self._fields
+
+
+def read_head(rfile, connection, deadline, max_request_line, max_header_bytes, max_headers):
+    """``(request line, header lines)`` of one request, or None if the client closed before its end.
+
+    Each header line has been checked to be ``name: value``; it keeps its line end.
 
     Raises:
         socket.timeout: the head was not complete by ``deadline``.
@@ -58,6 +86,15 @@ def read_head(rfile, connection, deadline, max_request_line, max_header_bytes, m
             more than ``max_headers`` lines), 400 (a header line that is not ``name: value``, or
             a CR or NUL inside a line).
     """
+    whole = _buffered_head(rfile, max_request_line, max_header_bytes, max_headers)
+    if whole is not None:
+        request_line, lines = whole
+        if _has_cr_or_nul(request_line):
+            raise HTTPError(400, "request line with a CR or NUL character inside it", close=True)
+        for line in lines:
+            _check_header_line(line)
+        rfile.read(len(request_line) + sum(map(len, lines)) + 2)
+        return request_line, lines
     request_line = read_line(rfile, connection, deadline, max_request_line)
     if len(request_line) > max_request_line:
         raise HTTPError(414, f"request line longer than {max_request_line} bytes", close=True)
@@ -74,11 +111,28 @@ def read_head(rfile, connection, deadline, max_request_line, max_header_bytes, m
         if not line.endswith(b"\n"):
             return None
         if line in (b"\r\n", b"\n"):
-            return request_line, b"".join(lines) + line
+            return request_line, lines
         if len(lines) == max_headers:
             raise HTTPError(431, f"more than {max_headers} header lines", close=True)
         _check_header_line(line)
         lines.append(line)
+
+
+def _buffered_head(rfile, max_request_line, max_header_bytes, max_headers):
+    """``(request line, header lines)`` when the whole head, CRLF line ends only and within every
+    limit, is already in ``rfile``'s buffer (a request's usual case): split at once, without a read
+    and a timeout per line. None otherwise (``read_head`` then reads it line by line). Consumes nothing."""
+    buffered = rfile.peek(0)
+    end = buffered.find(b"\r\n\r\n", 0, max_request_line + max_header_bytes + 4)
+    if end < 0:
+        return None
+    head = buffered[:end + 2]
+    if head.count(b"\n") != head.count(b"\r\n"):
+        return None
+    request_line, *lines = [line + b"\r\n" for line in head[:-2].split(b"\r\n")]
+    if len(request_line) > max_request_line or len(lines) > max_headers or end + 4 - len(request_line) > max_header_bytes:
+        return None
+    return request_line, lines
 
 
 def _has_cr_or_nul(line):

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .errors import HTTPError
+from ..httpd.errors import HTTPError
 
 _NUMBER_TYPES = {int, float}  # exact types: bool is a subclass of int but true/false are not pixels
 

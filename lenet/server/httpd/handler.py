@@ -8,7 +8,7 @@ memory budget and before a deadline scaled to its length, and a connection whose
 unread is closed after the answer.
 """
 
-import io
+import email.utils
 import re
 import socket
 import time
@@ -18,7 +18,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
 from .errors import HTTPError
-from .head import read_head
+from .head import Headers, read_head
 from .messages import Request, error_response
 
 MAX_REQUEST_LINE = 8192
@@ -37,7 +37,28 @@ SECURITY_HEADERS = {
 }
 
 _DIGITS = re.compile(r"[0-9]{1,18}")
+_VERSION = re.compile(r"HTTP/[0-9]\.[0-9]")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_SECURITY_LINES = "\r\n".join(f"{name}: {value}" for name, value in SECURITY_HEADERS.items())
+
+
+def _phrase(status):
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+_date_cache = (None, "")
+
+
+def _http_date():
+    """The Date header's value (RFC 9110 5.6.7), formatted once a second."""
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, email.utils.formatdate(second, usegmt=True))
+    return _date_cache[1]
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -55,10 +76,6 @@ class RequestHandler(BaseHTTPRequestHandler):
         (right route, length within the limit and the memory budget: see ``_read_body``)."""
         self._expects_continue = True
         return True
-
-    def version_string(self):
-        """The Server header: this program's name only, not the Python version."""
-        return self.server_version
 
     def setup(self):
         self.timeout = self.server.request_timeout
@@ -101,11 +118,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         except OSError:  # includes the timeout
             return False
 
-    def _answer(self, request_line, header_block):
+    def _answer(self, request_line, header_lines):
         """Parse, check, route and answer the request whose head has been read."""
         try:
-            self.raw_requestline = request_line
-            if not self._parse(header_block):  # it has answered with send_error (JSON, below)
+            if not self._parse(request_line, header_lines):  # it has answered with send_error (JSON, below)
                 return
             if self.request_version == "HTTP/0.9":
                 raise HTTPError(505, "HTTP/0.9 is not supported: send HTTP/1.0 or HTTP/1.1", close=True)
@@ -121,13 +137,44 @@ class RequestHandler(BaseHTTPRequestHandler):
             response = self._error(HTTPError(500, "internal server error", close=True))
         self._send(response)
 
-    def _parse(self, header_block):
-        """http.server's parse_request, reading the header lines already read and checked."""
-        connection_file, self.rfile = self.rfile, io.BytesIO(header_block)
-        try:
-            return self.parse_request()
-        finally:
-            self.rfile = connection_file
+    def _parse(self, request_line, header_lines):
+        """The request line and headers -> ``command``, ``path``, ``request_version``, ``headers``,
+        and whether the connection stays open: what http.server's ``parse_request`` does, with the
+        header lines already read and checked (see head.py).
+
+        Returns False when it has answered the request with an error itself.
+        """
+        self.requestline = request_line.decode("iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) == 3:
+            self.command, self.path, version = words
+            if not _VERSION.fullmatch(version):
+                self.send_error(400, f"Bad request version ({_printable(version)!r})")
+                return False
+            self.request_version = version
+            if version >= "HTTP/2.0":
+                self.send_error(505, f"Invalid HTTP version ({_printable(version)})")
+                return False
+            self.close_connection = version < "HTTP/1.1"
+        elif len(words) == 2:  # HTTP/0.9: refused by the caller
+            self.command, self.path = words
+            self.request_version = "HTTP/0.9"
+            self.close_connection = True
+        else:
+            self.send_error(400, f"Bad request syntax ({_printable(self.requestline)!r})")
+            return False
+        if self.path.startswith("//"):
+            self.path = "/" + self.path.lstrip("/")  # not a scheme-relative URL (as http.server)
+        self.headers = Headers(header_lines)
+        connection = (self.headers.get("Connection") or "").lower()
+        if connection == "close":
+            self.close_connection = True
+        elif connection == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = (self.headers.get("Expect") or "").lower()
+        if expect == "100-continue" and self.request_version >= "HTTP/1.1":
+            self.handle_expect_100()
+        return True
 
     def _check_host(self):
         """HTTP/1.1 requires exactly one Host; an absolute-form target (``GET http://host/path``) names
@@ -154,7 +201,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         methods = self.server.routes.get(path)
         if methods is None:
             self._no_body()  # a body sent anyway stays unread: it must never be parsed as a request
-            raise HTTPError(404, f"no such path: {_printable(path)}")
+            raise HTTPError(404, self.server.routes.not_found(_printable(path)))
         endpoint = methods.get("GET" if self.command == "HEAD" else self.command)
         if endpoint is None:
             self._no_body()
@@ -162,14 +209,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(405, f"{self.command} is not allowed on {path}; allowed: {', '.join(allowed)}",
                             headers={"Allow": ", ".join(allowed)})
         if endpoint.max_body is None:
-            request = Request(self.command, path, query, self.headers, self._no_body(), self._started)
+            request = Request(self.command, path, query, self.headers, self._no_body(), self._started, self.connection)
             return endpoint.handler(self.server, request)
         self._unread_body = True  # until the body has been read in full
         length = self._declared_length(endpoint.max_body)
         # The body is counted in the memory budget from before it is read until its answer is ready.
         with self.server.body_memory.hold(length):
             body = self._read_body(length)
-            request = Request(self.command, path, query, self.headers, body, self._started)
+            request = Request(self.command, path, query, self.headers, body, self._started, self.connection)
             return endpoint.handler(self.server, request)
 
     # -- the body --------------------------------------------------------------------------------
@@ -232,11 +279,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     # -- answers ---------------------------------------------------------------------------------
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (bad request line, bad headers) as JSON, like every other error."""
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        text = message or explain or phrase
+        text = message or explain or _phrase(code) or "error"
         self._send(self._error(HTTPError(code, text, close=True)))
 
     def _error(self, exc):
@@ -245,27 +288,22 @@ class RequestHandler(BaseHTTPRequestHandler):
         return error_response(exc.status, exc.message, exc.headers)
 
     def _send(self, response):
-        if self.request_version == "HTTP/0.9":
-            # http.server assumes HTTP/0.9 for an unreadable request line and would then send the
-            # body without a status line; every answer here has one.
-            self.request_version = "HTTP/1.0"
+        """Write ``response`` (status line, headers and body in one write), log it, and drain what
+        the client is still sending if the request's body was not read."""
+        head = [f"{self.protocol_version} {response.status} {_phrase(response.status)}",
+                f"Server: {self.server_version}", f"Date: {_http_date()}", _SECURITY_LINES,
+                f"Content-Type: {response.content_type}", f"Content-Length: {len(response.body)}"]
+        if response.content_type == "application/json":
+            head.append("Cache-Control: no-store")
+        head.extend(f"{name}: {value}" for name, value in response.headers.items())
+        if self.close_connection:
+            head.append("Connection: close")
+        head.append("\r\n")
+        message = "\r\n".join(head).encode("latin-1")
         try:
             # The reads before left the timeout at whatever remained of their deadline.
             self.connection.settimeout(self.server.request_timeout)
-            self.send_response(response.status)
-            for name, value in SECURITY_HEADERS.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", response.content_type)
-            self.send_header("Content-Length", str(len(response.body)))
-            if response.content_type == "application/json":
-                self.send_header("Cache-Control", "no-store")
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            if self.close_connection:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+            self.wfile.write(message if self.command == "HEAD" else message + response.body)
             self.wfile.flush()
         except OSError:
             self.close_connection = True  # the client went away; nothing left to tell it

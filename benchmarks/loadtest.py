@@ -1,22 +1,22 @@
 """Load benchmark (a script, not a test): concurrent keep-alive clients against a running server.
 
     python serve.py &
-    python -m lenet.loadtest [--url http://127.0.0.1:8000] [--clients 8] [--seconds 10] [--path /api/mnist]
+    python -m benchmarks.loadtest [--url http://127.0.0.1:8000] [--clients 8] [--seconds 10] [--path /api/mnist]
 
-Each client is a thread with one keep-alive ``http.client`` connection, sending the same valid
-request again and again until the time (or ``--max-requests``) is up. Prints requests per second,
+Each client is a process with one keep-alive connection (a raw socket: the client shares the
+cores with the server, so it is kept cheap), sending the same valid HTTP/1.1 request again and
+again and reading each whole response, until the time (or ``--max-requests``) is up. Prints requests per second,
 latency percentiles and the number of errors (non-200 answers, wrong answers and broken
 connections). Only loopback addresses are accepted as targets.
 """
 
 import argparse
-import http.client
 import io
 import ipaddress
 import json
+import multiprocessing
 import socket
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -73,72 +73,100 @@ def loopback_target(url):
     return parts.hostname, parts.port or 80
 
 
-class Client(threading.Thread):
-    """One keep-alive connection sending ``request`` to ``path`` until its deadline or ``max_requests``.
+def encode_request(target, path, request):
+    """The bytes of one HTTP/1.1 request (keep-alive) for ``request`` = (method, body, headers, check)."""
+    method, body, headers, _ = request
+    body = body or b""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {target[0]}:{target[1]}", *(f"{k}: {v}" for k, v in headers.items())]
+    if method == "POST":
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
-    The thread waits at ``start`` (a barrier); ``deadline`` is set just before the barrier opens.
+
+def read_response(sock, buffer):
+    """One response from ``sock`` -> ``(status, body, closes, rest)``; ``buffer`` holds bytes already received."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection mid-response")
+        buffer += chunk
+    head, _, buffer = buffer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:])}
+    length = int(fields.get("content-length", "0"))
+    while len(buffer) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection mid-body")
+        buffer += chunk
+    return status, buffer[:length], fields.get("connection", "").lower() == "close", buffer[length:]
+
+
+def client(target, path, request, start_at, deadline, max_requests, results):
+    """One client process: a keep-alive connection, requests one after another until ``deadline``.
+
+    Sends ``(latencies, errors, first error)`` to the ``results`` pipe. A raw socket, not
+    ``http.client``: the client shares the cores with the server, so its own cost is kept small.
     """
-
-    def __init__(self, target, path, request, start, max_requests):
-        super().__init__(daemon=True)
-        self.target, self.path, self.request = target, path, request
-        self.start_barrier, self.max_requests = start, max_requests
-        self.deadline = None
-        self.latencies, self.errors, self.first_error = [], 0, None
-
-    def run(self):
-        method, body, headers, check = self.request
-        connection = None
-        self.start_barrier.wait()
-        while len(self.latencies) + self.errors < self.max_requests and time.perf_counter() < self.deadline:
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection(*self.target, timeout=10)
-                began = time.perf_counter()
-                connection.request(method, self.path, body, headers)
-                response = connection.getresponse()
-                answer = response.read()
-                elapsed = time.perf_counter() - began
-                if response.status == 200 and check(answer):
-                    self.latencies.append(elapsed)
-                else:
-                    self._error(f"HTTP {response.status}: {answer[:200]!r}")
-                if response.will_close:
-                    connection.close()
-                    connection = None
-            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
-                self._error(f"{type(exc).__name__}: {exc}")
-                if connection is not None:
-                    connection.close()
-                connection = None
-        if connection is not None:
-            connection.close()
-
-    def _error(self, message):
-        self.errors += 1
-        if self.first_error is None:
-            self.first_error = message
+    check = request[3]
+    message = encode_request(target, path, request)
+    latencies, errors, first_error = [], 0, None
+    sock, buffer = None, b""
+    time.sleep(max(0.0, start_at - time.time()))
+    while len(latencies) + errors < max_requests and time.time() < deadline:
+        try:
+            if sock is None:
+                sock = socket.create_connection(target, timeout=10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                buffer = b""
+            began = time.perf_counter()
+            sock.sendall(message)
+            status, answer, closes, buffer = read_response(sock, buffer)
+            elapsed = time.perf_counter() - began
+            if status == 200 and check(answer):
+                latencies.append(elapsed)
+            else:
+                errors += 1
+                first_error = first_error or f"HTTP {status}: {answer[:200]!r}"
+            if closes:
+                sock.close()
+                sock = None
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            errors += 1
+            first_error = first_error or f"{type(exc).__name__}: {exc}"
+            if sock is not None:
+                sock.close()
+            sock = None
+    if sock is not None:
+        sock.close()
+    results.send((latencies, errors, first_error))
+    results.close()
 
 
 def run(url, clients, seconds, path, max_requests, batch=1):
-    """Run the benchmark; return a dict of the figures."""
+    """Run the benchmark (one process per client); return a dict of the figures."""
     target = loopback_target(url)
     request = make_request(path, batch)
-    start = threading.Barrier(clients + 1)
-    workers = [Client(target, path, request, start, max_requests) for _ in range(clients)]
-    for worker in workers:
-        worker.start()
-    # Timing starts once every client thread is up and waiting, so thread start-up is not counted.
-    began = time.perf_counter()
-    for worker in workers:
-        worker.deadline = began + seconds
-    start.wait()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - began
-    latencies = np.sort(np.concatenate([np.asarray(w.latencies) for w in workers])) * 1000.0
-    errors = sum(w.errors for w in workers)
-    first_error = next((w.first_error for w in workers if w.first_error), None)
+    context = multiprocessing.get_context("fork")  # the request's check is a closure: not picklable
+    # Every client starts at the same moment, once all are running, so process start-up is not counted.
+    start_at = time.time() + 0.5 + 0.05 * clients
+    pipes, processes = [], []
+    for _ in range(clients):
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=client, args=(target, path, request, start_at, start_at + seconds,
+                                                        max_requests, sender), daemon=True)
+        process.start()
+        sender.close()
+        pipes.append(receiver)
+        processes.append(process)
+    outcomes = [receiver.recv() for receiver in pipes]
+    elapsed = time.time() - start_at
+    for process in processes:
+        process.join()
+    latencies = np.sort(np.concatenate([np.asarray(o[0]) for o in outcomes])) * 1000.0
+    errors = sum(o[1] for o in outcomes)
+    first_error = next((o[2] for o in outcomes if o[2]), None)
     figures = {"requests": int(latencies.size) + errors, "errors": errors, "seconds": elapsed,
                "requests_per_second": latencies.size / elapsed, "first_error": first_error}
     for name, q in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99), ("max_ms", 100)):
@@ -147,9 +175,9 @@ def run(url, clients, seconds, path, max_requests, batch=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet.loadtest", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000", help="the running server (loopback only)")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections (default 8)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive connections, one process each (default 8)")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to run (default 10)")
     parser.add_argument("--path", default="/api/mnist", choices=PATHS, help="route to load (default /api/mnist)")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="per client, a bound besides time")

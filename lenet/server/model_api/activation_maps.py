@@ -19,9 +19,9 @@ import json
 
 import numpy as np
 
-from ..activations import stage_activations
-from ..model import LeNet5
-from .messages import json_response
+from ...activations import stage_activations
+from ...model import LeNet5
+from ..httpd.messages import json_response
 
 
 def quantized(values):

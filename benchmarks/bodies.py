@@ -1,6 +1,6 @@
 """What request bodies cost the server (a script, not a test): infer bodies, junk JSON, JPEG scan bombs.
 
-    python -m lenet.bodybench [--attack-seconds 5] [--decode-bomb]
+    python -m benchmarks.bodies [--attack-seconds 5] [--decode-bomb]
 
 Prints, measured in this process (the time each body holds the interpreter lock is the time
 every other connection waits):
@@ -13,7 +13,6 @@ every other connection waits):
 """
 
 import argparse
-import email.message
 import http.client
 import io
 import json
@@ -23,12 +22,14 @@ import time
 import numpy as np
 from PIL import Image
 
+from benchmarks.timing import measure
 from lenet.model import LeNet5
 from lenet.server import PredictionServer, serving_in_background
-from lenet.server.errors import HTTPError
-from lenet.server.messages import Request
-from lenet.server.routes import infer
-from lenet.server.upload import decode_image
+from lenet.server.httpd.errors import HTTPError
+from lenet.server.httpd.head import Headers
+from lenet.server.httpd.messages import Request
+from lenet.server.model_api.routes import infer
+from lenet.server.model_api.upload import decode_image
 
 JUNK_SIZE = 4 * 1024 * 1024
 
@@ -63,13 +64,9 @@ def scan_bomb(repeats=None, side=64, size=1_000_000):
     return head + b"".join(scans) + smallest * repeats + tail
 
 
-def _best_ms(function, repeats=5):
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return min(times) * 1000.0
+def _median_ms(function):
+    """Median milliseconds per call of ``function``, in blocks of about 0.05 s (see timing.py)."""
+    return measure({"f": function}, repeats=5, seconds_per_block=0.05, warm_calls=1)["f"] * 1000.0
 
 
 class _NoModel:
@@ -81,9 +78,7 @@ class _NoModel:
 
 
 def _infer_status(body, headers=None):
-    message = email.message.Message()
-    for name, value in (headers or {}).items():
-        message[name] = value
+    message = Headers(f"{name}: {value}\r\n".encode("latin-1") for name, value in (headers or {}).items())
     try:
         return infer(_NoModel, Request("POST", "/v2/models/lenet5/infer", "", message, body, time.perf_counter())).status
     except HTTPError as exc:
@@ -96,20 +91,20 @@ def infer_bodies():
     as_json = json.dumps({"inputs": [{**tensor, "data": [float(v) for v in images.ravel()]}]}).encode()
     raw = images.tobytes()
     header = json.dumps({"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}]}).encode()
-    print("1. one infer request of 128 FP32 images, parsed (best of 5):")
+    print("1. one infer request of 128 FP32 images, parsed (median of 5 blocks):")
     for name, body, headers in [("JSON", as_json, None),
                                 ("binary", header + raw, {"Inference-Header-Content-Length": str(len(header))})]:
         status = _infer_status(body, headers)
-        print(f"   {name:6s} {len(body) / 1e6:5.2f} MB -> {status}  {_best_ms(lambda: _infer_status(body, headers)):7.2f} ms")
+        print(f"   {name:6s} {len(body) / 1e6:5.2f} MB -> {status}  {_median_ms(lambda: _infer_status(body, headers)):7.2f} ms")
 
 
 def junk_bodies():
-    print("2. 4 MiB JSON infer bodies of junk, refused (best of 5):")
+    print("2. 4 MiB JSON infer bodies of junk, refused (median of 5 blocks):")
     for filler in (b"[],", b"{},", b"0,"):
         body = b'{"x": [' + filler * (JUNK_SIZE // len(filler) - 8) + b'0], "inputs": []}'
         status = _infer_status(body)
         print(f"   {filler.decode()!r:6s} x {JUNK_SIZE // len(filler)} -> {status}  "
-              f"{_best_ms(lambda: _infer_status(body)):7.2f} ms")
+              f"{_median_ms(lambda: _infer_status(body)):7.2f} ms")
 
 
 def junk_attack(seconds):
@@ -159,7 +154,7 @@ def jpeg_bomb(decode):
             return exc.status
         return 200
     print(f"4. a {len(bomb) / 1e6:.2f} MB progressive JPEG, 4096x4096, {scans} scans: decode_image -> {refuse()} "
-          f"in {_best_ms(refuse):.2f} ms")
+          f"in {_median_ms(refuse):.2f} ms")
     if decode:
         started = time.perf_counter()
         with Image.open(io.BytesIO(bomb)) as image:
@@ -168,7 +163,7 @@ def jpeg_bomb(decode):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet.bodybench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bodies", description=__doc__.split("\n\n")[0])
     parser.add_argument("--attack-seconds", type=float, default=5.0, help="length of part 3 (default 5; 0 skips it)")
     parser.add_argument("--decode-bomb", action="store_true", help="also decode the JPEG bomb in full (takes minutes)")
     args = parser.parse_args(argv)

@@ -1,9 +1,10 @@
-"""``PredictionServer``: a ``ThreadingHTTPServer`` serving one model, the page and the JSON APIs, within limits.
+"""``HardenedServer``: a ``ThreadingHTTPServer`` answering a route table, within limits.
 
 Every resource a client can make the server hold is bounded: a thread and a descriptor per
 connection (``max_connections``; past it a fast 503), time (the head and the body each have one
 deadline, idle connections a timeout), header bytes and lines, and memory for request bodies
-held at once (``body_memory``; past it a 503). See the README's "Limits".
+held at once (``body_memory``; past it a 503). See the README's "Limits" and
+docs/serving-limits.md. Nothing here knows what is served: the routes say (see routing.py).
 """
 
 import _thread
@@ -15,16 +16,12 @@ import threading
 import time
 from http.server import ThreadingHTTPServer
 
-import numpy as np
-
 from .budget import MemoryBudget
 from .busy import BusyRefusals
 from .handler import SECURITY_HEADERS, RequestHandler
 from .hosts import HostCheck
 from .logqueue import LogQueue
 from .messages import error_response
-from .routes import build_routes
-from .static import STATIC_DIR, StaticFiles
 
 try:
     import resource
@@ -88,13 +85,12 @@ def _busy_response(max_connections):
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + response.body
 
 
-class PredictionServer(ThreadingHTTPServer):
-    """Serve ``model`` (anything with ``predict(images) -> (N, 10)`` and a ``metadata`` dict).
+class HardenedServer(ThreadingHTTPServer):
+    """Answer the requests ``routes`` (a ``RouteTable``) describes, one thread per connection.
 
-    One thread per connection; all threads share the model, which is fine because eval-mode
-    ``predict`` stores nothing on it. ``port=0`` picks a free port (see ``url``). ``log`` is called
-    with one line per request (default: written to stderr), from a thread of its own, never
-    blocking a request (see ``LogQueue``); pass ``None`` to keep quiet.
+    ``port=0`` picks a free port (see ``url``). ``log`` is called with one line per request
+    (default: written to stderr), from a thread of its own, never blocking a request (see
+    ``LogQueue``); pass ``None`` to keep quiet.
 
     Limits (defaults in the module's DEFAULT_* constants):
         request_timeout: seconds a connection may idle between requests; seconds for a whole
@@ -113,11 +109,11 @@ class PredictionServer(ThreadingHTTPServer):
     # connections overflow the queue and the dropped ones wait seconds for their retry.
     request_queue_size = socket.SOMAXCONN
 
-    def __init__(self, model, host=DEFAULT_HOST, port=DEFAULT_PORT, request_timeout=DEFAULT_REQUEST_TIMEOUT,
-                 log=write_to_stderr, static_folder=STATIC_DIR, *, max_connections=None,
-                 max_header_bytes=DEFAULT_MAX_HEADER_BYTES, max_headers=DEFAULT_MAX_HEADERS,
-                 body_memory=DEFAULT_BODY_MEMORY, allowed_hosts=(), log_queue_size=10_000, listener=None):
-        self.model = model
+    def __init__(self, routes, host=DEFAULT_HOST, port=DEFAULT_PORT, request_timeout=DEFAULT_REQUEST_TIMEOUT,
+                 log=write_to_stderr, *, max_connections=None, max_header_bytes=DEFAULT_MAX_HEADER_BYTES,
+                 max_headers=DEFAULT_MAX_HEADERS, body_memory=DEFAULT_BODY_MEMORY, allowed_hosts=(),
+                 log_queue_size=10_000, listener=None):
+        self.routes = routes
         self.request_timeout = float(request_timeout)
         self.max_connections = default_max_connections() if max_connections is None else int(max_connections)
         self.max_header_bytes = int(max_header_bytes)
@@ -130,9 +126,6 @@ class PredictionServer(ThreadingHTTPServer):
         self._connections_lock = threading.Lock()
         self.busy_refusals = BusyRefusals(_busy_response(self.max_connections))
         self._last_accept_failure_logged = -float("inf")
-        self.routes = build_routes(StaticFiles(static_folder))
-        # Compile and run the kernels once now, so the first client does not wait for it.
-        self.predict(np.zeros((1, 28, 28), dtype=np.uint8))
         if listener is None:
             super().__init__((host, port), RequestHandler)
         else:
@@ -148,9 +141,6 @@ class PredictionServer(ThreadingHTTPServer):
     def url(self):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
-
-    def predict(self, images):
-        return self.model.predict(images)
 
     # -- connections -----------------------------------------------------------------------------
     def get_request(self):
@@ -244,7 +234,7 @@ class PredictionServer(ThreadingHTTPServer):
 def serving_in_background(server):
     """Run ``server`` in a daemon thread for the duration of a ``with`` block, then shut it down."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name="prediction-server", daemon=True)
+                              name="http-server", daemon=True)
     thread.start()
     try:
         yield server

@@ -21,15 +21,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..httpd.errors import HTTPError
+from ..httpd.messages import Response, json_response
 from .arrays import json_type, number_array
-from .errors import HTTPError
-from .messages import Response, json_response
 
 MODEL_NAME = "lenet5"
 MODEL_VERSION = "1"
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
 MAX_BATCH = 128  # images per request; larger batches are refused with 413
+MAX_ID_LENGTH = 256  # characters of a request's "id", which the answer echoes
 EXTENSIONS = ["binary_tensor_data"]
 
 # The datatypes accepted, as NumPy dtypes in the binary extension's byte order (little-endian).
@@ -111,6 +112,9 @@ def parse_infer_request(document, binary_data=b""):
     request_id = document.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise HTTPError(400, f'"id": expected a string, got {json_type(request_id)}')
+    if request_id is not None and len(request_id) > MAX_ID_LENGTH:
+        raise HTTPError(400, f'"id": {len(request_id)} characters, over the limit of {MAX_ID_LENGTH} '
+                             "(the answer echoes it)")
     parameters = _parameters(document, '"parameters"')
     binary_output = _flag(parameters, "binary_data_output", '"parameters"', default=False)
     binary_output = _requested_output_is_binary(document.get("outputs"), binary_output)

@@ -1,6 +1,6 @@
 """What the activation maps add to a prediction (a benchmark script, not a test).
 
-    python -m lenet.server.activations_bench [--blocks 20] [--per-block 10] [--model PATH]
+    python -m benchmarks.activation_maps [--blocks 20] [--per-block 10] [--model PATH]
 
 Starts a server on a free loopback port in this process, then sends the same drawing (a PNG, as
 the page sends it) to ``/api/predict`` and ``/api/activations`` over one keep-alive connection,
@@ -18,8 +18,8 @@ import time
 
 from PIL import Image, ImageDraw
 
-from .. import load_model
-from .app import PredictionServer, serving_in_background
+from lenet import load_model
+from lenet.server import PredictionServer, serving_in_background
 
 ROUTES = ("/api/predict", "/api/activations")
 
@@ -46,7 +46,7 @@ def measure(connection, path, body):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lenet.server.activations_bench",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.activation_maps",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=20, help="blocks per route (default 20)")
     parser.add_argument("--per-block", type=int, default=10, help="requests per block (default 10)")

@@ -1,34 +1,42 @@
-"""The URL paths the server answers, and what each method on them does.
+"""The URL paths the prediction server answers, and what each method on them does.
 
-``build_routes`` returns ``{path: {method: Endpoint}}``. HEAD is answered wherever GET is.
-Handlers take ``(server, request)`` and return a ``Response`` or raise ``HTTPError``.
+``build_routes`` returns the ``RouteTable`` (see httpd/routing.py) of the page, the course app's
+API and the Open Inference Protocol.
 """
 
+import contextlib
 import dataclasses
 import functools
 import threading
-from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
 from data.preprocess import BlankImageError, prepare_digit
 
-from .activations import with_activations
+from ..httpd.encoding import compress_response, decode_body
+from ..httpd.errors import HTTPError
+from ..httpd.jsonbody import parse_json
+from ..httpd.messages import Response, json_response
+from ..httpd.routing import Endpoint, RouteTable
+from .activation_maps import with_activations
 from .arrays import json_type, number_array
-from .encoding import compress_response, decode_body
-from .errors import HTTPError
 from .inference import (EXTENSIONS, MAX_JSON_CONTAINERS, MAX_JSON_VALUES, MODEL_NAME, MODEL_VERSION,
                         infer_response, model_config, model_metadata, parse_infer_request, split_binary_body)
-from .jsonbody import parse_json
-from .messages import Response, json_response
 from .upload import decode_image
 
 MAX_IMAGE_BODY = 1024 * 1024      # an image file or a 28x28 JSON array
 MAX_INFER_BODY = 4 * 1024 * 1024  # MAX_BATCH images of 784 numbers written as long floats
 
-# At most this many image files are decoded at once (each may take hundreds of MB while it is).
-IMAGE_DECODING_SLOTS = threading.BoundedSemaphore(2)
+# At most this many image files are decoded at once (each may take up to ~100 MB while it is). A
+# request waits at most DECODING_WAIT_SECONDS for a slot, then gets a 503 with Retry-After: the
+# page's own uploads never queue for long behind a burst of costly ones.
+IMAGE_DECODING_SLOT_COUNT = 2
+IMAGE_DECODING_SLOTS = threading.BoundedSemaphore(IMAGE_DECODING_SLOT_COUNT)
+DECODING_WAIT_SECONDS = 1.0
+
+# JSON bodies of the one-image routes: 784 numbers, nested at most as 28 rows, in an object.
+MAX_IMAGE_JSON_VALUES = 784 + 64
+MAX_IMAGE_JSON_CONTAINERS = 1 + 28 + 8
 
 MNIST_BODY = "a JSON array of 784 integers 0..255 (a 28x28 image, row-major, dark ink on a white background)"
 PREDICT_BODY = 'an image file (PNG, JPEG, BMP or GIF) or JSON {"image": <28x28 array of grey levels 0..255>}'
@@ -36,10 +44,14 @@ INFER_BODY = ('a JSON inference request {"inputs": [{"name": "images", "shape", 
               "(or its JSON header, then binary tensor data)")
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    handler: Callable
-    max_body: Optional[int] = None  # bytes accepted in the body; None: the method takes no body
+class ModelRouteTable(RouteTable):
+    """The routes, and a 404 for a model path that names the model there is."""
+
+    def not_found(self, path):
+        parts = path.split("/")
+        if len(parts) > 3 and parts[1:3] == ["v2", "models"] and parts[3] != MODEL_NAME:
+            return f"unknown model {parts[3]!r}: this server serves {MODEL_NAME!r} only"
+        return super().not_found(path)
 
 
 def build_routes(static_files):
@@ -66,7 +78,7 @@ def build_routes(static_files):
         for method, endpoint in methods.items():
             if endpoint.max_body is not None:
                 methods[method] = dataclasses.replace(endpoint, handler=_decoding(endpoint.handler, endpoint.max_body))
-    return routes
+    return ModelRouteTable(routes)
 
 
 def _decoding(handler, limit):
@@ -130,7 +142,7 @@ def model_ready(server, request):
 
 def api_mnist(server, request):
     """The original course app's API: 784 pixels of dark ink on white -> the ten probabilities."""
-    document = parse_json(request.body, MNIST_BODY)
+    document = parse_json(request.body, MNIST_BODY, MAX_IMAGE_JSON_VALUES, MAX_IMAGE_JSON_CONTAINERS)
     pixels = number_array(document, (28, 28), "image", 0, 255, integers_only=True)
     # The canvas sent dark ink on white; MNIST (and the model) is white ink on black. As uint8
     # the pixels take exactly the path training's did (the same normalization table).
@@ -145,7 +157,7 @@ def api_mnist(server, request):
 def api_predict(server, request):
     """Any picture of a digit -> MNIST-style preprocessing -> prediction, probabilities, the image seen."""
     if request.content_type() == "application/json" or request.body.lstrip()[:1] == b"{":
-        document = parse_json(request.body, PREDICT_BODY)
+        document = parse_json(request.body, PREDICT_BODY, MAX_IMAGE_JSON_VALUES, MAX_IMAGE_JSON_CONTAINERS)
         if not isinstance(document, dict) or "image" not in document:
             raise HTTPError(400, f"expected {PREDICT_BODY}, got {json_type(document)} without an \"image\" field")
         source = number_array(document["image"], (28, 28), '"image"', 0, 255)
@@ -153,8 +165,7 @@ def api_predict(server, request):
     else:
         if not request.body:
             raise HTTPError(400, f"empty body: expected {PREDICT_BODY}")
-        # One thread per connection: without the slots, many clients together could exhaust memory.
-        with IMAGE_DECODING_SLOTS:
+        with decoding_slot(request):
             digit = _prepare(decode_image(request.body))
     probabilities = server.predict(digit[None])[0]
     return json_response({
@@ -163,6 +174,28 @@ def api_predict(server, request):
         "ms": request.elapsed_ms(),
         "image": digit.tolist(),
     })
+
+
+@contextlib.contextmanager
+def decoding_slot(request):
+    """Hold one of the ``IMAGE_DECODING_SLOTS`` for a ``with`` block.
+
+    One thread per connection: without the slots, many clients together could exhaust memory.
+
+    Raises:
+        HTTPError(503, Retry-After): no slot came free within ``DECODING_WAIT_SECONDS``.
+        ConnectionError: the client closed its connection while waiting (nothing is decoded for it).
+    """
+    if not IMAGE_DECODING_SLOTS.acquire(timeout=DECODING_WAIT_SECONDS):
+        raise HTTPError(503, f"the server is decoding as many images as it allows ({IMAGE_DECODING_SLOT_COUNT}) and none "
+                             f"finished within {DECODING_WAIT_SECONDS:g} s; retry shortly",
+                        headers={"Retry-After": "1"})
+    try:
+        if request.client_gone():
+            raise ConnectionError("the client closed its connection before its image was decoded")
+        yield
+    finally:
+        IMAGE_DECODING_SLOTS.release()
 
 
 def _prepare(source):

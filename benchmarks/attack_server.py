@@ -1,11 +1,11 @@
 """Acceptance-size attacks on the server's limits, run by hand (not collected by pytest): loopback, Linux.
 
-    python tests/attack_server.py [--attack drip headers bodies slow] [--seconds 30]
+    python -m benchmarks.attack_server [--attack drip headers bodies slow] [--seconds 30]
 
 Each attack starts its own ``python serve.py`` on a free loopback port, measures the server
 process's memory (RSS) and CPU and, every 0.25 s throughout, the latency of a normal client
 (a new connection, one ``POST /api/mnist``), then stops the server. Bounded in connections
-and time; prints its figures and exits 1 if an acceptance bound of issue 9 was missed:
+and time; prints its figures and exits 1 if an acceptance bound was missed:
 
     drip     1,000 connections sending their head one byte every 2 s: all closed by the server
              within its head deadline (10 s), RSS growth < 100 MB, the normal client answered < 1 s.
@@ -14,6 +14,11 @@ and time; prints its figures and exits 1 if an acceptance bound of issue 9 was m
     bodies   500 connections each declaring a 4 MiB inference body and sending 64 KiB a second
              for 20 s: those past the body memory budget (64 MiB) refused 503 at once, RSS growth
              < 100 MB, the normal client answered < 1 s.
+    cost     each small hostile request of benchmarks/hostile.py (progressive JPEG bombs, gzip member
+             floods, echoed ids, JSON container floods, strips of pixels, PNG chunk floods...) alone:
+             refused or served for <= 0.25 s of server CPU and <= 150 MB more resident memory, a
+             normal client answered < 1 s right after; ordinary photos up to 4096x4096 still read.
+    flood    8 senders repeating the cheapest hostile request: a normal client's p99 < 100 ms.
     slow     the server under ``ulimit -n 1024``; 1,100 connections holding half a head (each
              reconnecting at most once a second when closed): the normal client gets 200 or a
              fast 503 (< 1 s), never a hang; the server's CPU < 30%; full service < 1 s after.
@@ -31,6 +36,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from benchmarks import hostile
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PIXELS = json.dumps([255] * 784).encode()
@@ -343,11 +350,79 @@ def attack_slow(count=1100, seconds=30.0, descriptor_limit=1024):
     return figures, passed
 
 
-ATTACKS = {"drip": attack_drip, "headers": attack_headers, "bodies": attack_bodies, "slow": attack_slow}
+def attack_cost(cpu_budget=0.25, memory_budget=150.0):
+    """Each request of ``hostile.HOSTILE`` alone: the server's CPU and peak RSS growth around it, then a
+    normal client. Ordinary photos (``hostile.normal_photos()``) must still be answered 200."""
+    process, port = start_server()
+    figures, passed = {}, True
+    try:
+        for name, build in hostile.HOSTILE.items():
+            status, _, cpu, memory = hostile.request_cost(process.pid, port, build())
+            normal_status, normal_seconds = normal_request(port)
+            ok = cpu <= cpu_budget and memory <= memory_budget and normal_status == 200 and normal_seconds < 1.0
+            passed &= ok
+            figures[f"{name} ({len(build()[2])} B)"] = (f"{status}, {cpu:.2f} s CPU, +{memory:.0f} MB, normal client "
+                                                       f"{normal_status} in {normal_seconds * 1000:.0f} ms"
+                                                       + ("" if ok else "  <-- over"))
+        for name, (content_type, data) in hostile.normal_photos().items():
+            status, _, cpu, memory = hostile.request_cost(process.pid, port, (hostile.PREDICT,
+                                                          {"Content-Type": content_type}, data), settle=0.05)
+            passed &= status == 200
+            figures[f"photo {name} ({len(data)} B)"] = f"{status}, {cpu:.2f} s CPU, +{memory:.0f} MB"
+    finally:
+        stop_server(process)
+    return figures, passed
+
+
+def attack_flood(senders=8, seconds=10.0, request=None):
+    """``senders`` connections repeating the cheapest hostile request (1 kB of gzip that inflates to 1 MiB
+    of ``[],``) as fast as they are answered, while a normal client measures its latency: p99 < 100 ms."""
+    path, headers, body = request or hostile.hostile_empty_arrays(hostile.PREDICT)
+    process, port = start_server()
+    stop = threading.Event()
+    sent = [0] * senders
+
+    def send_repeatedly(index):
+        while not stop.is_set():
+            try:
+                hostile.send(port, path, headers, body, timeout=10)
+                sent[index] += 1
+            except (OSError, http.client.HTTPException):
+                pass
+
+    threads = [threading.Thread(target=send_repeatedly, args=(i,), daemon=True) for i in range(senders)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        cpu_before, began = cpu_seconds(process.pid), time.monotonic()
+        latencies, statuses = [], set()
+        while time.monotonic() - began < seconds:
+            status, elapsed = normal_request(port)
+            statuses.add(status)
+            latencies.append(elapsed)
+            time.sleep(0.01)
+        cpu = cpu_seconds(process.pid) - cpu_before
+        stop.set()
+        for thread in threads:
+            thread.join(15)
+    finally:
+        stop.set()
+        stop_server(process)
+    latencies.sort()
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    figures = {"hostile requests answered": sum(sent), "server CPU (share of a core)": round(cpu / seconds, 2),
+               "normal requests": len(latencies), "normal statuses": sorted(map(str, statuses)),
+               "normal p50 (ms)": round(p50 * 1000, 1), "normal p99 (ms)": round(p99 * 1000, 1)}
+    return figures, statuses == {200} and p99 < 0.1
+
+
+ATTACKS = {"drip": attack_drip, "headers": attack_headers, "bodies": attack_bodies, "slow": attack_slow,
+           "cost": attack_cost, "flood": attack_flood}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python tests/attack_server.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.attack_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--attack", nargs="+", choices=list(ATTACKS), default=list(ATTACKS),
                         help="which attacks to run (default: all)")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the slow attack (default: 30)")

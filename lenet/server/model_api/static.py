@@ -6,7 +6,7 @@ so no spelling of ``..``, ``%2e%2e``, an absolute path or a backslash can reach 
 
 import os
 
-STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static")
+STATIC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "static")  # lenet/static
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
