@@ -13,6 +13,8 @@ class ReLU(Module):
     subgradient that agrees with the forward pass choosing 0 there).
     """
 
+    per_sample = True
+
     def forward(self, x):
         x = as_float_array("ReLU", x, np.result_type(np.asarray(x).dtype, np.float32))
         mask = x > 0
