@@ -126,7 +126,7 @@ def named_stages(sequential):
     ``Sequential.named_stages``. On the NumPy backend every child is a stage of its own."""
     chosen = plan_of(sequential)
     stages = chosen.stages if chosen is not None else [ModuleStage(m) for m in sequential]
-    names = [name for name, _ in sequential._entries()]
+    names = [name for name, _ in sequential.named_entries()]
     position = 0
     for stage in stages:
         yield "+".join(names[position:position + len(stage.layers)]), StageModule(stage)
