@@ -14,8 +14,7 @@ NN = Path(__file__).resolve().parent.parent / "nn"
 LAYER_FILES = ["activation.py", "conv.py", "flatten.py", "linear.py", "loss.py", "pool.py"]
 # What a layer file must not name: the backend switch, numba, the compiled kernels.
 FORBIDDEN_NAMES = {"get_backend", "use_backend", "NUMBA_AVAILABLE", "numba", "backend", "conv_kernels",
-                   "gemm_kernels", "linear_kernels", "loss_kernels", "pool_kernels", "sgd_kernels", "numba_ops",
-                   "execution"}
+                   "gemm_kernels", "linear_kernels", "loss_kernels", "pool_kernels", "sgd_kernels", "numba_ops"}
 FAST_PATH_PREFIXES = ("fused_", "gemm_", "compiled_", "_update_compiled")
 
 
