@@ -7,6 +7,7 @@ formulas. Names and array layouts follow PyTorch (NCHW, ``weight`` of shape (out
 from . import optim
 from .activation import ReLU
 from .backend import get_backend, set_backend, use_backend
+from .containers import ModuleDict, ModuleList
 from .conv import Conv2d
 from .flatten import Flatten
 from .gradient_check import gradcheck
@@ -20,6 +21,6 @@ from .serialization import load, save
 
 __all__ = [
     "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Flatten", "Linear", "MaxPool2d", "Module",
-    "Parameter", "ReLU", "Sequential", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
+    "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
     "set_backend", "softmax", "use_backend",
 ]

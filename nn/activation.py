@@ -13,14 +13,16 @@ class ReLU(Module):
     subgradient that agrees with the forward pass choosing 0 there).
     """
 
+    per_sample = True
+
     def forward(self, x):
         x = as_float_array("ReLU", x, np.result_type(np.asarray(x).dtype, np.float32))
         mask = x > 0
-        self._save_for_backward(mask=mask)
+        self.save_for_backward(mask=mask)
         return np.where(mask, x, 0).astype(x.dtype, copy=False)
 
     def backward(self, dout, need_input_grad=True):
-        mask = self._saved()["mask"]
+        mask = self.saved()["mask"]
         if not need_input_grad:
             return None
         dout = np.asarray(dout)

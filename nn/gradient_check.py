@@ -145,8 +145,8 @@ def builtin_cases(seed=0):
     from .flatten import Flatten
     from .linear import Linear
     from .loss import CrossEntropyLoss
-    from .module import Sequential
     from .pool import MaxPool2d
+    from .sequential import Sequential
 
     rng = np.random.default_rng(seed)
 

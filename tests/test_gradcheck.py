@@ -51,7 +51,7 @@ class UnmaskedReLU(nn.ReLU):
     """A ReLU whose backward forgets the mask and passes dout straight through."""
 
     def backward(self, dout):
-        self._saved()
+        self.saved()
         return np.asarray(dout)
 
 
