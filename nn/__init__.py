@@ -5,9 +5,11 @@ formulas. Names and array layouts follow PyTorch (NCHW, ``weight`` of shape (out
 """
 
 from . import optim
-from .activation import ReLU
+from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from .avgpool import AvgPool2d
 from .backend import get_backend, set_backend, use_backend
 from .conv import Conv2d
+from .dropout import Dropout
 from .flatten import Flatten
 from .gradient_check import gradcheck
 from .linear import Linear
@@ -19,7 +21,7 @@ from .sequential import Sequential
 from .serialization import load, save
 
 __all__ = [
-    "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Flatten", "Linear", "MaxPool2d", "Module",
-    "Parameter", "ReLU", "Sequential", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
-    "set_backend", "softmax", "use_backend",
+    "AvgPool2d", "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "LeakyReLU",
+    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "get_backend", "gradcheck",
+    "load", "log_softmax", "optim", "save", "set_backend", "softmax", "use_backend",
 ]

@@ -262,9 +262,29 @@ def format_table(results):
     return "\n".join(lines + (["", "failures:"] + failures if failures else []))
 
 
+class SameMaskEveryForward(Module):
+    """Runs a ``Dropout`` with its generator reset to ``seed`` before every forward.
+
+    A finite difference compares two forward passes, which must compute the same function: with a
+    fresh mask each time they would not. Reseeding makes every forward draw the same mask.
+    """
+
+    def __init__(self, dropout, seed):
+        self.dropout, self.seed = dropout, seed
+
+    def forward(self, x):
+        self.dropout.rng = np.random.default_rng(self.seed)
+        return self.dropout(x)
+
+    def backward(self, dout, need_input_grad=True):
+        return self.dropout.backward(dout, need_input_grad)
+
+
 def builtin_cases(seed=0):
     """(name, module, inputs, max_entries) for every layer, the loss and a composed network, on several shapes."""
-    from .activation import ReLU
+    from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
+    from .avgpool import AvgPool2d
+    from .dropout import Dropout
     from .conv import Conv2d
     from .flatten import Flatten
     from .linear import Linear
@@ -306,4 +326,12 @@ def builtin_cases(seed=0):
          Sequential(Conv2d(2, 3, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2), Flatten(),
                     Linear(3 * 3 * 3, 4, rng=rng)),
          rng.standard_normal((2, 2, 6, 6)), None),
+        ("Sigmoid", Sigmoid(), 3 * rng.standard_normal((3, 2, 4)), None),
+        ("Tanh", Tanh(), 2 * rng.standard_normal((3, 2, 4)), None),
+        ("LeakyReLU(0.2)", LeakyReLU(0.2), away_from_zero((3, 2, 4, 4)), None),
+        ("AvgPool2d(2)", AvgPool2d(2), rng.standard_normal((2, 3, 6, 6)), None),
+        ("AvgPool2d(3, s2, p1)", AvgPool2d(3, stride=2, padding=1), rng.standard_normal((2, 2, 7, 6)), None),
+        ("AvgPool2d(3, s1, p1, no pad)", AvgPool2d(3, 1, 1, count_include_pad=False),
+         rng.standard_normal((1, 2, 5, 5)), None),
+        ("Dropout(0.4), one mask", SameMaskEveryForward(Dropout(0.4), seed), rng.standard_normal((4, 3, 5)), None),
     ]
