@@ -19,9 +19,10 @@ from .parameter import Parameter
 from .pool import MaxPool2d
 from .sequential import Sequential
 from .serialization import load, save
+from .subsampling import Subsampling
 
 __all__ = [
     "AvgPool2d", "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "LeakyReLU",
-    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Tanh", "get_backend", "gradcheck",
-    "load", "log_softmax", "optim", "save", "set_backend", "softmax", "use_backend",
+    "Linear", "MaxPool2d", "Module", "Parameter", "ReLU", "Sequential", "Sigmoid", "Subsampling", "Tanh", "get_backend",
+    "gradcheck", "load", "log_softmax", "optim", "save", "set_backend", "softmax", "use_backend",
 ]

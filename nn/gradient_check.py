@@ -291,8 +291,16 @@ def builtin_cases(seed=0):
     from .loss import CrossEntropyLoss
     from .module import Sequential
     from .pool import MaxPool2d
+    from .subsampling import Subsampling
 
     rng = np.random.default_rng(seed)
+
+    def random_subsampling(channels, rng):
+        # Its init (coefficient 1, bias 0) would hide a coefficient and bias swapped in backward.
+        layer = Subsampling(channels)
+        layer.weight.data[...] = rng.uniform(-2, 2, channels)
+        layer.bias.data[...] = rng.uniform(-1, 1, channels)
+        return layer
 
     def away_from_zero(shape):
         # ReLU's kink at 0 would break a finite difference: keep |x| >= 0.1.
@@ -334,4 +342,5 @@ def builtin_cases(seed=0):
         ("AvgPool2d(3, s1, p1, no pad)", AvgPool2d(3, 1, 1, count_include_pad=False),
          rng.standard_normal((1, 2, 5, 5)), None),
         ("Dropout(0.4), one mask", SameMaskEveryForward(Dropout(0.4), seed), rng.standard_normal((4, 3, 5)), None),
+        ("Subsampling(3)", random_subsampling(3, rng), rng.standard_normal((2, 3, 6, 4)), None),
     ]
