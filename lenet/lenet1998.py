@@ -60,11 +60,11 @@ class ScaledTanh(Module):
     def forward(self, x):
         x = as_float_array("ScaledTanh", x, np.result_type(np.asarray(x).dtype, np.float32))
         t = np.tanh(x * x.dtype.type(SLOPE))
-        self._save_for_backward(t=t)
+        self.save_for_backward(t=t)
         return t * t.dtype.type(AMPLITUDE)
 
     def backward(self, dout, need_input_grad=True):
-        t = self._saved()["t"]
+        t = self.saved()["t"]
         if not need_input_grad:
             return None
         dout = check_dout("ScaledTanh", dout, t.shape, t.dtype)
@@ -101,11 +101,13 @@ class PartialConv2d(Conv2d):
             raise ValueError(f"PartialConv2d: every table entry must name input maps in [0, {in_channels}), "
                              f"got {table}")
         self.table = tuple(tuple(int(c) for c in inputs) for inputs in table)
-        self.mask = connection_mask(self.table, in_channels)[:, :, None, None].astype(dtype)
+        # A constant of the architecture: not in the state dict, but converted by astype with the weight.
+        self.register_buffer("mask", connection_mask(self.table, in_channels)[:, :, None, None].astype(dtype),
+                             persistent=False)
         self.weight.data *= self.mask
 
     def _masked_weight_rows(self):
-        return (self.weight.data * self.mask.astype(self.weight.dtype, copy=False)).reshape(self.out_channels, -1)
+        return (self.weight.data * self.mask).reshape(self.out_channels, -1)
 
     def forward(self, x):
         x = as_float_array("PartialConv2d", x, self.weight.dtype, ndim=4)
@@ -113,16 +115,18 @@ class PartialConv2d(Conv2d):
         col = ops.im2col(x, *self.kernel_size, *self.stride, *self.padding)
         out = col @ self._masked_weight_rows().T + self.bias.data
         out = np.ascontiguousarray(out.reshape(x.shape[0], out_h, out_w, self.out_channels).transpose(0, 3, 1, 2))
-        self._save_for_backward(col=col, x_shape=x.shape, out_shape=out.shape)
+        self.save_for_backward(col=col, x_shape=x.shape, out_shape=out.shape)
         return out
 
     def backward(self, dout, need_input_grad=True):
-        saved = self._saved()
+        saved = self.saved()
         col = saved["col"]
         dout = check_dout("PartialConv2d", dout, saved["out_shape"], self.weight.dtype)
         dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
-        self.weight.grad += (dout_rows.T @ col).reshape(self.weight.shape) * self.mask.astype(self.weight.dtype)
-        self.bias.grad += dout_rows.sum(axis=0)
+        if self.weight.requires_grad:
+            self.weight.grad += (dout_rows.T @ col).reshape(self.weight.shape) * self.mask
+        if self.bias.requires_grad:
+            self.bias.grad += dout_rows.sum(axis=0)
         if not need_input_grad:
             return None
         return ops.col2im(dout_rows @ self._masked_weight_rows(), saved["x_shape"], *self.kernel_size, *self.stride,

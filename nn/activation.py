@@ -16,11 +16,11 @@ class ReLU(Module):
     def forward(self, x):
         x = as_float_array("ReLU", x, np.result_type(np.asarray(x).dtype, np.float32))
         mask = x > 0
-        self._save_for_backward(mask=mask)
+        self.save_for_backward(mask=mask)
         return np.where(mask, x, 0).astype(x.dtype, copy=False)
 
     def backward(self, dout, need_input_grad=True):
-        mask = self._saved()["mask"]
+        mask = self.saved()["mask"]
         if not need_input_grad:
             return None
         dout = np.asarray(dout)
@@ -46,11 +46,11 @@ class Sigmoid(Module):
         x = as_float_array("Sigmoid", x, np.result_type(np.asarray(x).dtype, np.float32))
         e = np.exp(-np.abs(x))  # in (0, 1]: exp(-x) where x >= 0, exp(x) where x < 0
         y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        self._save_for_backward(y=y)
+        self.save_for_backward(y=y)
         return y
 
     def backward(self, dout, need_input_grad=True):
-        y = self._saved()["y"]
+        y = self.saved()["y"]
         if not need_input_grad:
             return None
         return _checked_dout("Sigmoid", dout, y) * (y * (1 - y))
@@ -65,11 +65,11 @@ class Tanh(Module):
     def forward(self, x):
         x = as_float_array("Tanh", x, np.result_type(np.asarray(x).dtype, np.float32))
         y = np.tanh(x)
-        self._save_for_backward(y=y)
+        self.save_for_backward(y=y)
         return y
 
     def backward(self, dout, need_input_grad=True):
-        y = self._saved()["y"]
+        y = self.saved()["y"]
         if not need_input_grad:
             return None
         return _checked_dout("Tanh", dout, y) * (1 - y * y)
@@ -90,11 +90,11 @@ class LeakyReLU(Module):
     def forward(self, x):
         x = as_float_array("LeakyReLU", x, np.result_type(np.asarray(x).dtype, np.float32))
         positive = x > 0
-        self._save_for_backward(positive=positive, dtype=x.dtype)
+        self.save_for_backward(positive=positive, dtype=x.dtype)
         return np.where(positive, x, x * x.dtype.type(self.negative_slope))
 
     def backward(self, dout, need_input_grad=True):
-        saved = self._saved()
+        saved = self.saved()
         if not need_input_grad:
             return None
         positive = saved["positive"]

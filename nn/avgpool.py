@@ -69,11 +69,11 @@ class AvgPool2d(Module):
             for j in range(kw):
                 total += x_pad[:, :, _window_slices(i, sh, out_h), _window_slices(j, sw, out_w)]
         divisor = self._divisor(h, w, out_h, out_w, x.dtype)
-        self._save_for_backward(x_shape=x.shape, divisor=divisor, dtype=x.dtype)
+        self.save_for_backward(x_shape=x.shape, divisor=divisor, dtype=x.dtype)
         return total / divisor
 
     def backward(self, dout, need_input_grad=True):
-        saved = self._saved()
+        saved = self.saved()
         if not need_input_grad:
             return None
         n, c, h, w = saved["x_shape"]

@@ -7,7 +7,7 @@ from .backend import NUMBA_AVAILABLE, get_backend
 from .checks import as_float_array, check_dout, pair
 from .init import make_rng, uniform_fan_in
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, grad_target
 
 if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the compiled path is never taken
     from .ops import conv_kernels, gemm_kernels
@@ -76,7 +76,7 @@ class Conv2d(Module):
     def forward(self, x):
         if get_backend() == "numba":
             out, kept = self.fused_forward(x, training=self.training)
-            self._save_for_backward(fused=kept)
+            self.save_for_backward(fused=kept)
             return out
         x = as_float_array("Conv2d", x, self.weight.dtype, ndim=4)
         out_h, out_w = self._output_size(x.shape)
@@ -87,7 +87,7 @@ class Conv2d(Module):
             out += self.bias.data
         # Rows are ordered (n, oy, ox); NCHW wants the channel axis second.
         out = np.ascontiguousarray(out.reshape(x.shape[0], out_h, out_w, self.out_channels).transpose(0, 3, 1, 2))
-        self._save_for_backward(col=col, x_shape=x.shape, out_shape=out.shape)
+        self.save_for_backward(col=col, x_shape=x.shape, out_shape=out.shape)
         return out
 
     def backward(self, dout, need_input_grad=True):
@@ -96,15 +96,16 @@ class Conv2d(Module):
         The first layer of a network may pass ``need_input_grad=False``: nobody needs the gradient
         with respect to the images, and it is the costliest of the three (a col2im over the input).
         """
-        saved = self._saved()
+        saved = self.saved()
         if "fused" in saved:
             return self.fused_backward(dout, saved["fused"], need_input_grad)
         col, x_shape = saved["col"], saved["x_shape"]
         dout = check_dout("Conv2d", dout, saved["out_shape"], self.weight.dtype)
         dout_matrix = dout.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # rows (n, oy, ox), like col
         weight_matrix = self.weight.data.reshape(self.out_channels, -1)
-        self.weight.grad += (dout_matrix.T @ col).reshape(self.weight.shape)
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.grad += (dout_matrix.T @ col).reshape(self.weight.shape)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dout_matrix.sum(axis=0)
         if not need_input_grad:
             return None
@@ -135,10 +136,10 @@ class Conv2d(Module):
         """Backward of ``fused_forward`` from its ``kept``: accumulates the grads, returns dL/dx (or None)."""
         dout = check_dout("Conv2d", dout, kept["out"].shape, self.weight.dtype)
         # Scratch arrays reused from one training step to the next (training only: never in eval).
-        buffers = self.__dict__.setdefault("_buffers", {})
+        buffers = self.__dict__.setdefault("_scratch", {})
         return conv_kernels.conv_backward(
-            dout, kept["x"], kept["out"], kept["argmax"], self.weight.data, self.weight.grad,
-            None if self.bias is None else self.bias.grad, self.stride, self.padding, kept["relu"],
+            dout, kept["x"], kept["out"], kept["argmax"], self.weight.data, grad_target(self.weight),
+            grad_target(self.bias), self.stride, self.padding, kept["relu"],
             kept["pool_kernel"], kept["pool_stride"], need_input_grad=need_input_grad, buffers=buffers)
 
     # -- the numba backend in a network that runs on BLAS (``nn.fusion.plan``): im2col + one product -----
@@ -180,9 +181,10 @@ class Conv2d(Module):
         dout = check_dout("Conv2d", dout, kept["out"].shape, self.weight.dtype)
         dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["out"], kept["relu"], channels_last_out)
         out_channels, in_channels, kh, kw = self.weight.shape
-        grad_rows = dout_matrix.T @ kept["col"]  # (C_out, kh * kw * C_in), in the order (i, j, c)
-        self.weight.grad += grad_rows.reshape(out_channels, kh, kw, in_channels).transpose(0, 3, 1, 2)
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            grad_rows = dout_matrix.T @ kept["col"]  # (C_out, kh * kw * C_in), in the order (i, j, c)
+            self.weight.grad += grad_rows.reshape(out_channels, kh, kw, in_channels).transpose(0, 3, 1, 2)
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += bias_grad
         if not need_input_grad:
             return None

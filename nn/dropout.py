@@ -39,11 +39,11 @@ class Dropout(Module):
         keep = self.rng.random(x.shape) >= self.p
         scale = 0.0 if self.p == 1 else 1.0 / (1.0 - self.p)
         mask = (keep * scale).astype(x.dtype)
-        self._save_for_backward(mask=mask)
+        self.save_for_backward(mask=mask)
         return x * mask
 
     def backward(self, dout, need_input_grad=True):
-        mask = self._saved()["mask"]
+        mask = self.saved()["mask"]
         if not need_input_grad:
             return None
         return check_dout("Dropout", dout, mask.shape, mask.dtype) * mask

@@ -14,11 +14,11 @@ class Flatten(Module):
         x = as_float_array("Flatten", x, np.result_type(x.dtype, np.float32))
         if x.ndim < 1:
             raise ValueError("Flatten: expected at least a batch dimension, got a scalar")
-        self._save_for_backward(shape=x.shape)
+        self.save_for_backward(shape=x.shape)
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dout, need_input_grad=True):
-        shape = self._saved()["shape"]
+        shape = self.saved()["shape"]
         if not need_input_grad:
             return None
         dout = np.asarray(dout)

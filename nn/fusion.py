@@ -29,7 +29,7 @@ from .backend import get_backend
 from .conv import Conv2d
 from .flatten import Flatten
 from .linear import Linear
-from .module import Module
+from .module import Module, accepts_need_input_grad
 from .pool import MaxPool2d
 
 # Eval-mode forward of a large batch goes through the stages in slices of this many images
@@ -50,15 +50,10 @@ class LayerStage:
         return self.layers[0](x), None
 
     def backward(self, dout, kept, need_input_grad):
-        return self.layers[0].backward(dout, need_input_grad=need_input_grad)
-
-
-def _keep(stage, kept, training):
-    """The stage keeps ``kept``; its layers' own records, stale now, are dropped (training only)."""
-    if training:
-        for layer in stage.layers:
-            layer._forget_saved()
-    return kept
+        layer = self.layers[0]
+        if accepts_need_input_grad(layer):
+            return layer.backward(dout, need_input_grad=need_input_grad)
+        return layer.backward(dout)
 
 
 class ConvStage:
@@ -70,7 +65,7 @@ class ConvStage:
 
     def forward(self, x, training):
         out, kept = self.conv.fused_forward(x, relu=self.relu is not None, pool=self.pool, training=training)
-        return out, _keep(self, kept, training)
+        return out, kept
 
     def backward(self, dout, kept, need_input_grad):
         return self.conv.fused_backward(dout, kept, need_input_grad)
@@ -95,7 +90,7 @@ class GemmConvStage:
         out, kept = self.conv.gemm_forward(x, relu=self.relu is not None, training=training,
                                            channels_last_in=self.channels_last_in,
                                            channels_last_out=self.channels_last_out)
-        return out, _keep(self, kept, training)
+        return out, kept
 
     def backward(self, dout, kept, need_input_grad):
         return self.conv.gemm_backward(dout, kept, need_input_grad)
@@ -110,7 +105,7 @@ class LinearStage:
 
     def forward(self, x, training):
         out, kept = self.linear.fused_forward(x, relu=self.relu is not None, training=training, blas=self.blas)
-        return out, _keep(self, kept, training)
+        return out, kept
 
     def backward(self, dout, kept, need_input_grad):
         return self.linear.fused_backward(dout, kept, need_input_grad)
@@ -204,8 +199,8 @@ class StageModule(Module):
 
     def forward(self, x):
         out, kept = self._stage.forward(x, self.training)
-        self._save_for_backward(kept=kept)
+        self.save_for_backward(kept=kept)
         return out
 
     def backward(self, dout, need_input_grad=True):
-        return self._stage.backward(dout, self._saved()["kept"], need_input_grad)
+        return self._stage.backward(dout, self.saved()["kept"], need_input_grad)

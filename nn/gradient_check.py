@@ -24,12 +24,11 @@ A failure names the tensor, the index of its worst entry and the analytic and nu
 ``python -m nn.check_gradients`` checks every layer, the loss and a small composed network and prints a table.
 """
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
 
-from .module import Module
+from .module import Module, accepts_need_input_grad
 
 
 class GradcheckError(RuntimeError):
@@ -97,11 +96,6 @@ class FunctionPair(Module):
         return self._backward_fn(dout)
 
 
-def _accepts_need_input_grad(backward):
-    parameters = inspect.signature(backward).parameters.values()
-    return any(p.name == "need_input_grad" or p.kind is p.VAR_KEYWORD for p in parameters)
-
-
 def _as_tuple(grads):
     return grads if isinstance(grads, tuple) else (grads,)
 
@@ -148,7 +142,7 @@ def gradcheck(module, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_entries=None, 
         Raise :class:`GradcheckError`, whose message is every failure's report, instead of returning
         results that failed (``torch.autograd.gradcheck``'s option of the same name).
 
-    Returns a list of :class:`GradcheckResult`, one per input and parameter. Besides the values, a
+    Returns a list of :class:`GradcheckResult`, one per input and trainable parameter. Besides the values, a
     result fails on a gradient of the wrong shape or dtype, on parameter gradients that a second
     backward does not double (no accumulation), on an input gradient that a second backward changes,
     and, where ``backward`` takes ``need_input_grad``, on ``need_input_grad=False`` returning
@@ -166,7 +160,7 @@ def gradcheck(module, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_entries=None, 
     args = [np.array(a, dtype=np.float64) if _is_float(np.asarray(a)) else a for a in args]
     float_positions = [i for i, a in enumerate(args) if _is_float(a)]
     labels = ["input" if len(float_positions) == 1 else f"input {pos}" for pos in float_positions]
-    parameters = list(model.named_parameters())
+    parameters = [(pname, p) for pname, p in model.named_parameters() if p.requires_grad]  # frozen ones get no grad
 
     out = np.asarray(model(*args), dtype=np.float64)
     weights = rng.standard_normal(out.shape)
@@ -209,7 +203,7 @@ def gradcheck(module, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_entries=None, 
                     f"{p.grad[worst]:.10g}, expected twice the first call's, {2 * first[worst]:.10g} "
                     f"(a 'grad = ...' where 'grad += ...' belongs?)")
 
-    if _accepts_need_input_grad(model.backward):
+    if accepts_need_input_grad(model):
         model.zero_grad()
         skipped = forward_backward(need_input_grad=False)
         if any(g is not None for g in skipped):
@@ -284,13 +278,13 @@ def builtin_cases(seed=0):
     """(name, module, inputs, max_entries) for every layer, the loss and a composed network, on several shapes."""
     from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
     from .avgpool import AvgPool2d
-    from .dropout import Dropout
     from .conv import Conv2d
+    from .dropout import Dropout
     from .flatten import Flatten
     from .linear import Linear
     from .loss import CrossEntropyLoss
-    from .module import Sequential
     from .pool import MaxPool2d
+    from .sequential import Sequential
     from .subsampling import Subsampling
 
     rng = np.random.default_rng(seed)

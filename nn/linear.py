@@ -6,7 +6,7 @@ from .backend import NUMBA_AVAILABLE, get_backend
 from .checks import as_float_array, check_dout
 from .init import make_rng, uniform_fan_in
 from .module import Module
-from .parameter import Parameter
+from .parameter import Parameter, grad_target
 
 if NUMBA_AVAILABLE:  # without numba the backend is always "numpy" and the compiled path is never taken
     from .ops import linear_kernels
@@ -37,14 +37,14 @@ class Linear(Module):
     def forward(self, x):
         if get_backend() == "numba":
             out, kept = self.fused_forward(x, training=self.training)
-            self._save_for_backward(fused=kept)
+            self.save_for_backward(fused=kept)
             return out
         x = as_float_array("Linear", x, self.weight.dtype, ndim=2)
         self._check_features(x)
         out = x @ self.weight.data.T
         if self.bias is not None:
             out += self.bias.data
-        self._save_for_backward(x=x)
+        self.save_for_backward(x=x)
         return out
 
     def _check_features(self, x):
@@ -53,13 +53,14 @@ class Linear(Module):
                              f"got shape {x.shape}")
 
     def backward(self, dout, need_input_grad=True):
-        saved = self._saved()
+        saved = self.saved()
         if "fused" in saved:
             return self.fused_backward(dout, saved["fused"], need_input_grad)
         x = saved["x"]
         dout = check_dout("Linear", dout, (x.shape[0], self.out_features), self.weight.dtype)
-        self.weight.grad += dout.T @ x
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            self.weight.grad += dout.T @ x
+        if self.bias is not None and self.bias.requires_grad:
             self.bias.grad += dout.sum(axis=0)
         return dout @ self.weight.data if need_input_grad else None
 
@@ -79,8 +80,8 @@ class Linear(Module):
     def fused_backward(self, dout, kept, need_input_grad=True):
         """Backward of ``fused_forward`` from its ``kept``: accumulates the grads, returns dL/dx (or None)."""
         dout = check_dout("Linear", dout, kept["out"].shape, self.weight.dtype)
-        return linear_kernels.linear_backward(dout, kept["x"], kept["out"], self.weight.data, self.weight.grad,
-                                              None if self.bias is None else self.bias.grad, kept["relu"],
+        return linear_kernels.linear_backward(dout, kept["x"], kept["out"], self.weight.data, grad_target(self.weight),
+                                              grad_target(self.bias), kept["relu"],
                                               need_input_grad, kept["blas"])
 
     def extra_repr(self):

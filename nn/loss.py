@@ -68,12 +68,12 @@ class CrossEntropyLoss(Module):
             loss = 0.0 - picked.sum()  # not -sum: a perfect prediction gives 0.0, not -0.0
         if self.reduction == "mean":
             loss = loss / n
-        self._save_for_backward(logp=logp, labels=labels)
+        self.save_for_backward(logp=logp, labels=labels)
         return loss.astype(z.dtype)
 
     def backward(self, dout=1.0, need_input_grad=True):
         """d loss / d logits (N, C), scaled by the upstream scalar ``dout``; None if not ``need_input_grad``."""
-        cache = self._saved()
+        cache = self.saved()
         if not need_input_grad:
             return None
         logp, labels = cache["logp"], cache["labels"]

@@ -8,14 +8,18 @@ class Parameter:
 
     ``grad`` starts at zero. Layers *accumulate* into it in ``backward`` (``grad += ...``), so
     gradients from several backward passes add up until ``zero_grad()``, as in PyTorch.
+
+    ``requires_grad = False`` freezes the parameter: layers accumulate nothing into its ``grad``
+    (which stays as it was) and optimizers leave it alone.
     """
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad=True):
         data = np.array(data, copy=True)
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"Parameter: expected a floating-point array, got dtype {data.dtype}")
         self.data = data
         self.grad = np.zeros_like(data)
+        self.requires_grad = bool(requires_grad)
 
     @property
     def shape(self):
@@ -39,4 +43,13 @@ class Parameter:
         return self
 
     def __repr__(self):
-        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+        frozen = "" if self.requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
+
+
+def grad_target(param):
+    """Where a compiled kernel accumulates ``param``'s gradient: ``param.grad``; None for a missing
+    parameter (no bias); a throwaway array for a frozen one, whose ``grad`` must stay as it is."""
+    if param is None:
+        return None
+    return param.grad if param.requires_grad else np.zeros_like(param.grad)

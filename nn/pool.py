@@ -34,7 +34,7 @@ class MaxPool2d(Module):
         x = as_float_array("MaxPool2d", x, np.result_type(x.dtype, np.float32), ndim=4)
         self._check_size(*x.shape[2:])
         out, argmax = ops.maxpool2d_forward(x, *self.kernel_size, *self.stride)
-        self._save_for_backward(argmax=argmax, x_shape=x.shape, dtype=x.dtype)
+        self.save_for_backward(argmax=argmax, x_shape=x.shape, dtype=x.dtype)
         return out
 
     def _check_size(self, h, w):
@@ -44,7 +44,7 @@ class MaxPool2d(Module):
                              f"{self.kernel_size}; expected H >= {kh} and W >= {kw}")
 
     def backward(self, dout, need_input_grad=True):
-        saved = self._saved()
+        saved = self.saved()
         if not need_input_grad:
             return None
         argmax = saved["argmax"]

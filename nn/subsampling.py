@@ -41,14 +41,16 @@ class Subsampling(Module):
             raise ValueError(f"Subsampling: expected input with {self.num_channels} channels "
                              f"(N, {self.num_channels}, H, W), got shape {x.shape}")
         pooled = self.pool(x)
-        self._save_for_backward(pooled=pooled)
+        self.save_for_backward(pooled=pooled)
         return pooled * self.weight.data[:, None, None] + self.bias.data[:, None, None]
 
     def backward(self, dout, need_input_grad=True):
-        pooled = self._saved()["pooled"]
+        pooled = self.saved()["pooled"]
         dout = check_dout("Subsampling", dout, pooled.shape, self.weight.dtype)
-        self.weight.grad += np.einsum("nchw,nchw->c", dout, pooled)
-        self.bias.grad += dout.sum(axis=(0, 2, 3))
+        if self.weight.requires_grad:
+            self.weight.grad += np.einsum("nchw,nchw->c", dout, pooled)
+        if self.bias.requires_grad:
+            self.bias.grad += dout.sum(axis=(0, 2, 3))
         if not need_input_grad:
             return None
         return self.pool.backward(dout * self.weight.data[:, None, None])

@@ -121,7 +121,7 @@ def test_gradients_accumulate_over_two_backward_calls(backend):
 def test_eval_mode_forward_keeps_nothing_and_backward_then_refuses():
     conv = Conv2d(1, 2, 3, rng=0).eval()
     conv(np.zeros((1, 1, 5, 5)))
-    assert "_cache" not in vars(conv)
+    assert "_saved_for_backward" not in vars(conv)
     with pytest.raises(BackwardBeforeForwardError, match="Conv2d"):
         conv.backward(np.zeros((1, 2, 3, 3)))
 

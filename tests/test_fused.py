@@ -127,7 +127,7 @@ def test_conv_stage_without_relu_lets_the_first_nan_win_as_max_pool_does():
     x = np.array([[[[-1.0, -2.0, 3.0, np.nan], [-3.0, -4.0, np.nan, 5.0]]]])
     with nn.use_backend("numpy"):
         expected = pool(conv(x))
-        expected_argmax = pool._saved()["argmax"]
+        expected_argmax = pool.saved()["argmax"]
     with nn.use_backend("numba"):
         y, kept = conv.fused_forward(x, pool=pool, training=True)
     np.testing.assert_array_equal(y, expected)
@@ -511,7 +511,7 @@ def test_lenet_eval_forward_keeps_nothing_and_backward_then_fails():
     with nn.use_backend("numba"):
         before = {name: dict(vars(m)) for name, m in model.named_children()}
         model(x)
-        assert "_cache" not in vars(model) and "_buffers" not in vars(model)
+        assert "_saved_for_backward" not in vars(model) and "_scratch" not in vars(model)
         assert {name: dict(vars(m)) for name, m in model.named_children()} == before
         with pytest.raises(nn.BackwardBeforeForwardError):
             model.backward(np.ones((2, 10), dtype=np.float32))

@@ -51,7 +51,7 @@ class UnmaskedReLU(nn.ReLU):
     """A ReLU whose backward forgets the mask and passes dout straight through."""
 
     def backward(self, dout):
-        self._saved()
+        self.saved()
         return np.asarray(dout)
 
 
@@ -122,7 +122,7 @@ class AssigningLinear(nn.Linear):
     """Sets ``weight.grad = ...`` instead of adding to it: right after zero_grad, wrong on the second call."""
 
     def backward(self, dout, need_input_grad=True):
-        x = self._saved()["x"]
+        x = self.saved()["x"]
         self.weight.grad = dout.T @ x
         self.bias.grad += dout.sum(axis=0)
         return dout @ self.weight.data if need_input_grad else None
@@ -142,7 +142,7 @@ class InPlaceReLU(nn.ReLU):
     """A correct ReLU that reuses ``dout`` as its result (``dout *= mask``): legal, since dout is the caller's copy."""
 
     def backward(self, dout, need_input_grad=True):
-        mask = self._saved()["mask"]
+        mask = self.saved()["mask"]
         if not need_input_grad:
             return None
         dout *= mask
@@ -173,11 +173,11 @@ class InPlaceTanh(nn.Module):
 
     def forward(self, x):
         y = np.tanh(x)
-        self._save_for_backward(y=y)
+        self.save_for_backward(y=y)
         return y
 
     def backward(self, dout, need_input_grad=True):
-        y = self._saved()["y"]
+        y = self.saved()["y"]
         if not need_input_grad:
             return None
         dout *= 1 - y * y
@@ -207,7 +207,7 @@ class ForgetsBiasWithoutInputGrad(nn.Linear):
     """With ``need_input_grad=False`` it returns early, before the bias gradient."""
 
     def backward(self, dout, need_input_grad=True):
-        x = self._saved()["x"]
+        x = self.saved()["x"]
         self.weight.grad += dout.T @ x
         if not need_input_grad:
             return None
@@ -231,6 +231,13 @@ def test_need_input_grad_false_is_exercised():
         (dx, weight, bias) = nn.gradcheck(IgnoresNeedInputGrad(4, 3, rng=0), x)
         assert weight.passed and bias.passed and not dx.passed
         assert dx.problems == ("backward(dout, need_input_grad=False) returned a gradient; expected None",)
+
+
+def test_frozen_parameters_are_not_checked():
+    layer = nn.Linear(4, 3, rng=0)
+    layer.bias.requires_grad = False
+    results = nn.gradcheck(layer, np.random.default_rng(0).standard_normal((2, 4)))
+    assert [r.tensor for r in results] == ["input", "weight"] and all(r.passed for r in results)
 
 
 def test_raise_exception_raises_with_every_failure_in_the_message():

@@ -90,7 +90,7 @@ def test_stride_defaults_to_the_kernel_size():
 def test_eval_mode_forward_keeps_nothing_and_backward_then_refuses():
     pool = MaxPool2d(2).eval()
     pool(np.zeros((1, 1, 4, 4)))
-    assert "_cache" not in vars(pool)
+    assert "_saved_for_backward" not in vars(pool)
     with pytest.raises(BackwardBeforeForwardError, match="MaxPool2d"):
         pool.backward(np.zeros((1, 1, 2, 2)))
 

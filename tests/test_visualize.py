@@ -45,7 +45,7 @@ def test_every_stage_has_lenet5s_shape_and_the_last_is_the_models_logits(untrain
 def test_stages_run_in_eval_mode_only_and_store_nothing(untrained_model):
     x = untrained_model.preprocess(np.zeros((1, 28, 28), dtype=np.uint8))
     stage_activations(untrained_model, x)
-    assert all("_cache" not in vars(m) for m in untrained_model.modules())
+    assert all("_saved_for_backward" not in vars(m) for m in untrained_model.modules())
     training = lenet.LeNet5(seed=0)
     with pytest.raises(RuntimeError, match="eval"):
         stage_activations(training, x)
