@@ -8,6 +8,7 @@ from . import optim
 from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
 from .avgpool import AvgPool2d
 from .backend import get_backend, set_backend, use_backend
+from .batchnorm import BatchNorm1d, BatchNorm2d
 from .containers import ModuleDict, ModuleList
 from .conv import Conv2d
 from .dropout import Dropout
@@ -23,8 +24,8 @@ from .serialization import load, save
 from .subsampling import Subsampling
 
 __all__ = [
-    "AvgPool2d", "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Dropout", "Flatten", "LeakyReLU",
-    "Linear", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "Sigmoid",
-    "Subsampling", "Tanh", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save", "set_backend", "softmax",
-    "use_backend",
+    "AvgPool2d", "BackwardBeforeForwardError", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
+    "Flatten", "LeakyReLU", "Linear", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU",
+    "Sequential", "Sigmoid", "Subsampling", "Tanh", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
+    "set_backend", "softmax", "use_backend",
 ]

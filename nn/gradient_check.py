@@ -278,6 +278,7 @@ def builtin_cases(seed=0):
     """(name, module, inputs, max_entries) for every layer, the loss and a composed network, on several shapes."""
     from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
     from .avgpool import AvgPool2d
+    from .batchnorm import BatchNorm1d, BatchNorm2d
     from .conv import Conv2d
     from .dropout import Dropout
     from .flatten import Flatten
@@ -294,6 +295,12 @@ def builtin_cases(seed=0):
         layer = Subsampling(channels)
         layer.weight.data[...] = rng.uniform(-2, 2, channels)
         layer.bias.data[...] = rng.uniform(-1, 1, channels)
+        return layer
+
+    def random_affine(layer, rng):
+        # Away from the init (weight 1, bias 0), which would hide a weight missing from dL/dx.
+        layer.weight.data[...] = rng.uniform(0.5, 2, layer.num_features)
+        layer.bias.data[...] = rng.uniform(-1, 1, layer.num_features)
         return layer
 
     def away_from_zero(shape):
@@ -337,4 +344,14 @@ def builtin_cases(seed=0):
          rng.standard_normal((1, 2, 5, 5)), None),
         ("Dropout(0.4), one mask", SameMaskEveryForward(Dropout(0.4), seed), rng.standard_normal((4, 3, 5)), None),
         ("Subsampling(3)", random_subsampling(3, rng), rng.standard_normal((2, 3, 6, 4)), None),
+        ("BatchNorm1d(4)", random_affine(BatchNorm1d(4), rng), rng.standard_normal((5, 4)), None),
+        ("BatchNorm1d(3, no affine) NCL", BatchNorm1d(3, affine=False), rng.standard_normal((2, 3, 4)), None),
+        ("BatchNorm2d(3)", random_affine(BatchNorm2d(3), rng), rng.standard_normal((2, 3, 4, 4)), None),
+        # The layers of this round in one network: batch statistics couple the images, and the
+        # gradient of each flows through every other image's normalization.
+        ("Sequential(Conv2d..Sigmoid)",
+         Sequential(Conv2d(2, 4, 3, padding=1, rng=rng), random_affine(BatchNorm2d(4), rng), Tanh(), AvgPool2d(2),
+                    Flatten(), SameMaskEveryForward(Dropout(0.25), seed), Linear(4 * 3 * 3, 5, rng=rng),
+                    BatchNorm1d(5), LeakyReLU(0.1), Linear(5, 3, rng=rng), Sigmoid()),
+         rng.standard_normal((3, 2, 6, 6)), None),
     ]

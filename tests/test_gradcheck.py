@@ -288,7 +288,8 @@ def test_command_line_checks_everything_and_exits_zero():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[-1] == f"{len(lines) - 4} passed, 0 failed"
-    for needle in ("Conv2d", "MaxPool2d", "Linear", "ReLU", "Flatten", "CrossEntropyLoss", "Sequential"):
+    for needle in ("Conv2d", "MaxPool2d", "Linear", "ReLU", "Flatten", "CrossEntropyLoss", "Sequential", "Sigmoid",
+                   "Tanh", "LeakyReLU", "AvgPool2d", "Dropout", "Subsampling", "BatchNorm1d", "BatchNorm2d"):
         assert needle in proc.stdout
     assert "FAIL" not in proc.stdout
 
