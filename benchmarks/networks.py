@@ -6,7 +6,7 @@ The class names, arguments and layouts are the same in ``nn`` and ``torch.nn`` (
 have the same state-dict keys: ``"0.weight"``, ... for an ``nn.Sequential``, ``"C1.weight"``, ...
 for LeNet5. ``copy_weights`` gives the PyTorch model the ``nn`` model's weights.
 
-Networks A-G are the ones of issue 8, as a user would compose them with ``nn.Sequential``; "LeNet5"
+Networks A-G are typical small image classifiers, as a user would compose them with ``nn.Sequential``; "LeNet5"
 is ``lenet.LeNet5`` itself (on the PyTorch side, the same layers under the same names).
 
 PyTorch is imported only inside ``build_torch`` and ``copy_weights``: everything else works without it.

@@ -1,4 +1,4 @@
-"""Benchmark the zoo (networks A-G of issue 8 and LeNet5) on both backends, side by side with PyTorch.
+"""Benchmark the zoo (networks A-G and LeNet5, ``benchmarks.networks``) on both backends, side by side with PyTorch.
 
     python -m benchmarks.zoo                      # every network: training and batch-1000 inference
     python -m benchmarks.zoo --quick              # fewer, shorter blocks: about two minutes

@@ -57,6 +57,8 @@ class ScaledTanh(Module):
     Gradient: ``dL/dx = dout * A S (1 - t²)`` with ``t = tanh(S x)``, kept by forward.
     """
 
+    per_sample = True
+
     def forward(self, x):
         x = as_float_array("ScaledTanh", x, np.result_type(np.asarray(x).dtype, np.float32))
         t = np.tanh(x * x.dtype.type(SLOPE))
@@ -111,7 +113,7 @@ class PartialConv2d(Conv2d):
 
     def forward(self, x):
         x = as_float_array("PartialConv2d", x, self.weight.dtype, ndim=4)
-        out_h, out_w = self._output_size(x.shape)
+        out_h, out_w = self.output_size(x.shape)
         col = ops.im2col(x, *self.kernel_size, *self.stride, *self.padding)
         out = col @ self._masked_weight_rows().T + self.bias.data
         out = np.ascontiguousarray(out.reshape(x.shape[0], out_h, out_w, self.out_channels).transpose(0, 3, 1, 2))

@@ -13,6 +13,8 @@ class ReLU(Module):
     subgradient that agrees with the forward pass choosing 0 there).
     """
 
+    per_sample = True
+
     def forward(self, x):
         x = as_float_array("ReLU", x, np.result_type(np.asarray(x).dtype, np.float32))
         mask = x > 0
@@ -42,6 +44,8 @@ class Sigmoid(Module):
     ``exp`` of non-positive numbers is ever taken.
     """
 
+    per_sample = True
+
     def forward(self, x):
         x = as_float_array("Sigmoid", x, np.result_type(np.asarray(x).dtype, np.float32))
         e = np.exp(-np.abs(x))  # in (0, 1]: exp(-x) where x >= 0, exp(x) where x < 0
@@ -62,6 +66,8 @@ class Tanh(Module):
     Gradient: ``dL/dx = dout * (1 - y²)``, from ``tanh' = 1 - tanh²``: forward keeps ``y``, not ``x``.
     """
 
+    per_sample = True
+
     def forward(self, x):
         x = as_float_array("Tanh", x, np.result_type(np.asarray(x).dtype, np.float32))
         y = np.tanh(x)
@@ -81,6 +87,8 @@ class LeakyReLU(Module):
     Gradient: ``dL/dx = dout`` where ``x > 0``, ``negative_slope * dout`` elsewhere, 0 included
     (PyTorch's choice at the kink, as ReLU's).
     """
+
+    per_sample = True
 
     def __init__(self, negative_slope=0.01):
         if isinstance(negative_slope, bool) or not isinstance(negative_slope, (int, float, np.integer, np.floating)):

@@ -31,6 +31,8 @@ class AvgPool2d(Module):
     receives a share from each window that covers it.
     """
 
+    per_sample = True
+
     def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
         self.kernel_size = pair(kernel_size, "kernel_size", "AvgPool2d", minimum=1)
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", "AvgPool2d", minimum=1)

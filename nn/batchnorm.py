@@ -63,6 +63,12 @@ class _BatchNorm(Module):
         self.register_buffer("running_var", np.ones(self.num_features, dtype=dtype) if tracked else None)
         self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64) if tracked else None)
 
+    @property
+    def per_sample(self):
+        """Each sample's output depends on that sample alone in eval mode, the only mode ``nn.execution`` asks
+        about (it slices large eval batches), unless there are no running statistics to normalize with."""
+        return self.track_running_stats
+
     def _dtype(self, x):
         """The parameters' dtype (buffers follow it through ``astype``); the input's if there are neither."""
         if self.affine:

@@ -21,12 +21,13 @@ class ModuleSequence(Module):
     layer applied twice): indexing and iteration see every appearance, ``parameters()`` one.
     """
 
-    def _entries_list(self):
+    def named_entries(self):
+        """``(name, module)`` in order, a module held twice under each of its names (``named_children`` lists it once)."""
         return list(self._entries())
 
     def _set_entries(self, named):
         """Replace the held modules by ``named`` (``(name, module)`` pairs), in that order."""
-        for name, _ in self._entries_list():
+        for name, _ in self.named_entries():
             self.__delattr__(name)
         for name, module in named:
             self.__setattr__(name, module)
@@ -39,10 +40,10 @@ class ModuleSequence(Module):
         raise NotImplementedError
 
     def __len__(self):
-        return len(self._entries_list())
+        return len(self.named_entries())
 
     def __iter__(self):
-        return iter([m for _, m in self._entries_list()])
+        return iter([m for _, m in self.named_entries()])
 
     def _index(self, i):
         n = len(self)
@@ -51,18 +52,18 @@ class ModuleSequence(Module):
         return i % n
 
     def __getitem__(self, i):
-        entries = self._entries_list()
+        entries = self.named_entries()
         if isinstance(i, slice):
             return self._slice(entries[i])
         return entries[self._index(i)][1]
 
     def __setitem__(self, i, module):
-        entries = self._entries_list()
+        entries = self.named_entries()
         name = entries[self._index(i)][0]
         self.__setattr__(name, _check_module(type(self).__name__, f"item {i}", module))
 
     def __delitem__(self, i):
-        entries = self._entries_list()
+        entries = self.named_entries()
         keep = set(range(len(entries))) - set(range(len(entries))[i] if isinstance(i, slice) else [self._index(i)])
         self._renumbered(m for k, (_, m) in enumerate(entries) if k in keep)
 
@@ -77,7 +78,7 @@ class ModuleSequence(Module):
         return self
 
     def insert(self, index, module):
-        modules = [m for _, m in self._entries_list()]
+        modules = [m for _, m in self.named_entries()]
         modules.insert(index, _check_module(type(self).__name__, "inserted value", module))
         self._renumbered(modules)
 

@@ -26,6 +26,8 @@ class Dropout(Module):
     everything, ``p = 0`` keeps everything (PyTorch's limits).
     """
 
+    per_sample = True  # read for eval mode only (nn.execution slices large eval batches), where dropout is the identity
+
     def __init__(self, p=0.5, rng=None):
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
             raise ValueError(f"Dropout: dropout probability has to be between 0 and 1, but got {p!r}")

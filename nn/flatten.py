@@ -9,6 +9,8 @@ from .module import Module
 class Flatten(Module):
     """(N, d1, d2, ...) -> (N, d1*d2*...) in C order, as ``torch.nn.Flatten()``; backward reshapes back."""
 
+    per_sample = True
+
     def forward(self, x):
         x = np.asarray(x)
         x = as_float_array("Flatten", x, np.result_type(x.dtype, np.float32))

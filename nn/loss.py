@@ -2,12 +2,8 @@
 
 import numpy as np
 
-from .backend import NUMBA_AVAILABLE, get_backend
 from .checks import as_float_array
 from .module import Module
-
-if NUMBA_AVAILABLE:  # without numba the backend is never "numba"
-    from .ops import loss_kernels
 
 
 def log_softmax(logits, axis=-1):
@@ -58,14 +54,10 @@ class CrossEntropyLoss(Module):
         n, classes = z.shape
         if n == 0 or classes == 0:
             raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C) with N, C >= 1, got {z.shape}")
-        labels = self._check_labels(labels, n, classes)
-        if get_backend() == "numba":  # the same formulas in one compiled pass, without the temporaries
-            logp, total = loss_kernels.cross_entropy_forward(z, labels)
-            loss = np.asarray(0.0 + total)  # 0.0 + so that a perfect prediction gives 0.0, not -0.0
-        else:
-            logp = log_softmax(z, axis=1)
-            picked = logp[np.arange(n), labels]
-            loss = 0.0 - picked.sum()  # not -sum: a perfect prediction gives 0.0, not -0.0
+        labels = self.check_labels(labels, n, classes)
+        logp = log_softmax(z, axis=1)
+        picked = logp[np.arange(n), labels]
+        loss = 0.0 - picked.sum()  # not -sum: a perfect prediction gives 0.0, not -0.0
         if self.reduction == "mean":
             loss = loss / n
         self.save_for_backward(logp=logp, labels=labels)
@@ -73,18 +65,15 @@ class CrossEntropyLoss(Module):
 
     def backward(self, dout=1.0, need_input_grad=True):
         """d loss / d logits (N, C), scaled by the upstream scalar ``dout``; None if not ``need_input_grad``."""
-        cache = self.saved()
+        saved = self.saved()
         if not need_input_grad:
             return None
-        logp, labels = cache["logp"], cache["labels"]
+        logp, labels = saved["logp"], saved["labels"]
         dout = np.asarray(dout, dtype=logp.dtype)
         if dout.size != 1:
             raise ValueError(f"CrossEntropyLoss.backward: expected a scalar dout (the loss is a scalar), "
                              f"got shape {dout.shape}")
         n = logp.shape[0]
-        if get_backend() == "numba":
-            scale = (1.0 / n if self.reduction == "mean" else 1.0) * float(dout.reshape(()))
-            return loss_kernels.cross_entropy_backward(logp, labels, scale)
         grad = np.exp(logp)
         grad[np.arange(n), labels] -= 1
         if self.reduction == "mean":
@@ -92,7 +81,8 @@ class CrossEntropyLoss(Module):
         return grad * dout.reshape(())
 
     @staticmethod
-    def _check_labels(labels, n, classes):
+    def check_labels(labels, n, classes):
+        """``labels`` as (n,) integers in [0, classes), or a clear error."""
         labels = np.asarray(labels)
         if labels.dtype == bool or not np.issubdtype(labels.dtype, np.integer):
             raise TypeError(f"CrossEntropyLoss: expected integer class labels, got dtype {labels.dtype}")

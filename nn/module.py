@@ -26,6 +26,7 @@ is walked once by ``modules()`` and ``parameters()``: the optimizer steps a shar
 """
 
 import copy
+import functools
 import inspect
 import itertools
 import threading
@@ -38,6 +39,7 @@ from .parameter import Parameter
 LoadResult = namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
 
 SAVED_ATTRIBUTE = "_saved_for_backward"  # where a module keeps what its backward needs (training only)
+PLAN_ATTRIBUTE = "_plan"  # how the execution layer runs this module on the numba backend (nn.execution.planner)
 
 
 class BackwardBeforeForwardError(RuntimeError, ValueError):
@@ -82,9 +84,31 @@ class _SavedRecords(list):
         self.pass_number = pass_number
 
 
-def accepts_need_input_grad(module):
-    """True if ``module.backward`` takes ``need_input_grad`` (a layer of one's own may take ``dout`` only)."""
-    parameters = inspect.signature(module.backward).parameters
+def _backward_entry(reference):
+    """``backward`` as a module's callers see it: the backward of whatever computed its latest forward.
+
+    That is the class's own ``backward`` (``reference``) unless the execution layer computed the
+    forward in a compiled stage, whose record then runs the matching compiled backward. Either
+    way it takes ``need_input_grad``, which is passed on only if ``reference`` takes it too.
+    """
+    takes_flag = accepts_need_input_grad(reference)
+
+    @functools.wraps(reference)
+    def backward(self, *args, need_input_grad=True, **kwargs):
+        records = self.__dict__.get(SAVED_ATTRIBUTE)
+        if records and not isinstance(records[-1], dict):
+            return self._take_record().backward(*args, need_input_grad=need_input_grad, **kwargs)
+        if takes_flag:
+            return reference(self, *args, need_input_grad=need_input_grad, **kwargs)
+        return reference(self, *args, **kwargs)
+
+    backward.reference = reference
+    return backward
+
+
+def accepts_need_input_grad(backward):
+    """True if ``backward`` takes ``need_input_grad`` (a layer of one's own may take ``dout`` only)."""
+    parameters = inspect.signature(backward).parameters
     return "need_input_grad" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
@@ -101,6 +125,14 @@ class Module:
     """Base class: finds its parameters, buffers and sub-modules among its attributes, in definition order."""
 
     training = True
+    # True if each sample's output depends on that sample alone (no batch statistics): a large eval
+    # batch may then go through in slices (nn.execution). A layer of one's own may declare it.
+    per_sample = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "backward" in vars(cls):
+            cls.backward = _backward_entry(vars(cls)["backward"])
 
     def forward(self, x):
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -109,10 +141,15 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not define backward()")
 
     def __call__(self, *args, **kwargs):
+        """``forward``, as the execution layer runs it: the reference, or compiled stages on the numba backend."""
+        from .execution import dispatch  # here, not at the top: the execution layer imports the layers
+
         with forward_pass():
-            return self.forward(*args, **kwargs)
+            return dispatch.forward(self, *args, **kwargs)
 
     def __setattr__(self, name, value):
+        if isinstance(value, Module) or isinstance(self.__dict__.get(name), Module):
+            self.__dict__.pop(PLAN_ATTRIBUTE, None)  # a child set or replaced: plan again
         buffers = self.__dict__.get("_buffers")
         if buffers is not None and name in buffers:
             buffers[name] = self._check_buffer(name, value)
@@ -133,6 +170,8 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name):
+        if isinstance(self.__dict__.get(name), Module):
+            self.__dict__.pop(PLAN_ATTRIBUTE, None)
         buffers = self.__dict__.get("_buffers")
         if buffers is not None and name in buffers:
             del buffers[name]
@@ -143,27 +182,34 @@ class Module:
     # -- what forward keeps for backward (training mode only) -----------------------------------------
     def save_for_backward(self, **values):
         """Keep ``values`` (a record) for ``backward``, in training mode only: eval-mode forward stays stateless."""
-        if not self.training:
-            return
+        if self.training:
+            self.keep_record(values)
+
+    def keep_record(self, record):
+        """Keep ``record`` for the next backward: a dict of ``save_for_backward``, or the execution layer's
+        record of a compiled forward (whose own ``backward`` then runs). Records of an earlier forward pass go."""
         number = _forward_pass.number if _forward_pass.depth else None  # a bare .forward() is a pass of its own
         records = self.__dict__.get(SAVED_ATTRIBUTE)
         if records is None or number is None or records.pass_number != number:
             records = self.__dict__[SAVED_ATTRIBUTE] = _SavedRecords(number)
-        records.append(values)
+        records.append(record)
 
-    def saved(self):
-        """The record of the latest forward not yet differentiated, as a dict.
-
-        A module called twice in one forward pass has two records; each ``backward`` takes the
-        latest and the one before it is next, as the backward pass meets the calls in reverse.
-        The last one stays, so a second backward of one forward sees it too.
-        """
+    def _take_record(self):
         records = self.__dict__.get(SAVED_ATTRIBUTE)
         if not records:
             raise BackwardBeforeForwardError(
                 f"{type(self).__name__}.backward() called before forward() in training mode; "
                 "call model.train() and run forward first (eval-mode forward keeps nothing for backward)")
         return records.pop() if len(records) > 1 else records[0]
+
+    def saved(self):
+        """The record of the latest forward not yet differentiated, as the dict ``save_for_backward`` made.
+
+        A module called twice in one forward pass has two records; each ``backward`` takes the
+        latest and the one before it is next, as the backward pass meets the calls in reverse.
+        The last one stays, so a second backward of one forward sees it too.
+        """
+        return self._take_record()
 
     def forget_saved(self):
         """Drop every record forward kept (``train``/``eval``/``astype`` do it for the whole tree)."""

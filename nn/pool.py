@@ -25,6 +25,8 @@ class MaxPool2d(Module):
     windows and receives the sum of their gradients.
     """
 
+    per_sample = True
+
     def __init__(self, kernel_size, stride=None):
         self.kernel_size = pair(kernel_size, "kernel_size", "MaxPool2d", minimum=1)
         self.stride = self.kernel_size if stride is None else pair(stride, "stride", "MaxPool2d", minimum=1)
@@ -32,16 +34,19 @@ class MaxPool2d(Module):
     def forward(self, x):
         x = np.asarray(x)
         x = as_float_array("MaxPool2d", x, np.result_type(x.dtype, np.float32), ndim=4)
-        self._check_size(*x.shape[2:])
+        self.output_size(x.shape)
         out, argmax = ops.maxpool2d_forward(x, *self.kernel_size, *self.stride)
         self.save_for_backward(argmax=argmax, x_shape=x.shape, dtype=x.dtype)
         return out
 
-    def _check_size(self, h, w):
-        (kh, kw) = self.kernel_size
+    def output_size(self, shape):
+        """Validate an NCHW input ``shape`` against this layer and return ``(out_h, out_w)``."""
+        h, w = shape[2:]
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
         if h < kh or w < kw:
             raise ValueError(f"MaxPool2d: input of spatial size {(h, w)} is smaller than the kernel "
                              f"{self.kernel_size}; expected H >= {kh} and W >= {kw}")
+        return ops.conv_out_size(h, kh, sh, 0), ops.conv_out_size(w, kw, sw, 0)
 
     def backward(self, dout, need_input_grad=True):
         saved = self.saved()

@@ -25,6 +25,8 @@ class Subsampling(Module):
         dL/dx         = avgpool's backward of (dout[n, c] * weight[c])
     """
 
+    per_sample = True
+
     def __init__(self, num_channels, kernel_size=2, stride=None, dtype=np.float32):
         if not isinstance(num_channels, (int, np.integer)) or isinstance(num_channels, bool) or num_channels < 1:
             raise ValueError(f"Subsampling: num_channels must be a positive int, got {num_channels!r}")

@@ -96,4 +96,5 @@ def test_misuse_is_a_clear_error():
 
 
 def test_repr_names_every_setting():
-    assert repr(nn.AvgPool2d(2)) == "AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), count_include_pad=True)"
+    assert repr(nn.AvgPool2d(2)) == \
+        "AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), count_include_pad=True)"

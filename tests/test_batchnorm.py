@@ -234,3 +234,21 @@ def test_misuse_is_a_clear_error():
 def test_repr_reads_like_pytorch():
     assert repr(nn.BatchNorm2d(3)).splitlines()[0] == \
         "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True"
+
+
+@pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
+@pytest.mark.parametrize("track_running_stats", [True, False])
+def test_a_large_eval_batch_gives_on_numba_what_the_numpy_reference_gives(track_running_stats):
+    """Strided convolutions run on BLAS, where the execution layer slices eval batches of per-sample layers:
+    without running statistics batch norm mixes the batch's samples and must get the whole batch."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, rng=0),
+                          nn.BatchNorm2d(4, track_running_stats=track_running_stats), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 7 * 7, 3, rng=1))
+    x = np.random.default_rng(0).standard_normal((200, 1, 16, 16)).astype(np.float32)
+    model(x)  # one training step of statistics
+    model.eval()
+    with use_backend("numpy"):
+        expected = model(x)
+    with use_backend("numba"):
+        got = model(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -13,6 +13,8 @@ from nn.linear import Linear
 from nn.pool import MaxPool2d
 from nn.sequential import Sequential
 from lenet.model import LeNet5
+from nn.execution import planner
+from nn.execution.stages import ConvStage, GemmConvStage, LinearStage
 
 pytestmark = pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
 TOLERANCE = {np.float32: 1e-4, np.float64: 1e-12}
@@ -76,9 +78,9 @@ def test_conv_stage_matches_the_layers_one_by_one(dtype, with_relu, x_shape, out
     dout = rng.standard_normal(out_shape).astype(dtype)
     expected_y, expected_dx, (expected_dw, expected_db) = unfused_stage(conv, relu, pool, x, dout)
 
-    with nn.use_backend("numba"):
-        y, kept = conv.fused_forward(x, relu=with_relu, pool=pool, training=True)
-        dx = conv.fused_backward(dout, kept)
+    stage = ConvStage(conv, relu, pool)
+    y, kept = stage.forward(x, training=True)
+    dx = stage.backward(dout, kept, need_input_grad=True)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype and y.shape == expected_y.shape and dx.shape == x.shape
     np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
@@ -87,12 +89,11 @@ def test_conv_stage_matches_the_layers_one_by_one(dtype, with_relu, x_shape, out
     np.testing.assert_allclose(conv.bias.grad, expected_db, rtol=tol, atol=tol)
 
     # Inference: the same output, nothing kept; and the input gradient can be skipped.
-    with nn.use_backend("numba"):
-        y_eval, nothing = conv.fused_forward(x, relu=with_relu, pool=pool, training=False)
-        assert nothing is None
-        np.testing.assert_array_equal(y_eval, y)
-        conv.zero_grad()
-        assert conv.fused_backward(dout, kept, need_input_grad=False) is None
+    y_eval, nothing = stage.forward(x, training=False)
+    assert nothing is None
+    np.testing.assert_array_equal(y_eval, y)
+    conv.zero_grad()
+    assert stage.backward(dout, kept, need_input_grad=False) is None
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
 
 
@@ -108,14 +109,14 @@ def test_conv_stage_ties_negatives_and_nan_choose_the_winner_the_layers_choose()
     with nn.use_backend("numpy"):
         relu = ReLU()
         expected = pool(relu(conv(x)))
-    with nn.use_backend("numba"):
-        y, kept = conv.fused_forward(x, relu=True, pool=pool, training=True)
-        np.testing.assert_array_equal(y, expected)
-        np.testing.assert_array_equal(y[0, 0, 0], [0.0, 3.0, 2.0])
-        np.testing.assert_array_equal(kept["argmax"][0, 0, 0], [0, 0, 2])
-        # The all-negative window passes no gradient; the others pass theirs to their winner.
-        conv.zero_grad()
-        dx = conv.fused_backward(dout, kept)
+    stage = ConvStage(conv, ReLU(), pool)
+    y, kept = stage.forward(x, training=True)
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(y[0, 0, 0], [0.0, 3.0, 2.0])
+    np.testing.assert_array_equal(kept["argmax"][0, 0, 0], [0, 0, 2])
+    # The all-negative window passes no gradient; the others pass theirs to their winner.
+    conv.zero_grad()
+    dx = stage.backward(dout, kept, need_input_grad=True)
     np.testing.assert_array_equal(dx[0, 0], [[0, 0, 2, 0, 0, 0], [0, 0, 0, 0, 3, 0]])
 
 
@@ -128,8 +129,7 @@ def test_conv_stage_without_relu_lets_the_first_nan_win_as_max_pool_does():
     with nn.use_backend("numpy"):
         expected = pool(conv(x))
         expected_argmax = pool.saved()["argmax"]
-    with nn.use_backend("numba"):
-        y, kept = conv.fused_forward(x, pool=pool, training=True)
+    y, kept = ConvStage(conv, None, pool).forward(x, training=True)
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(kept["argmax"], expected_argmax)
 
@@ -154,17 +154,16 @@ def test_linear_stage_matches_the_layers(dtype, relu, path, batch, in_features, 
     expected_dw, expected_db = linear.weight.grad.copy(), linear.bias.grad.copy()
     linear.zero_grad()
 
-    with nn.use_backend("numba"):
-        y, kept = linear.fused_forward(x, relu=relu, training=True, blas=path == "BLAS")
-        dx = linear.fused_backward(dout, kept)
+    stage = LinearStage(linear, ReLU() if relu else None, blas=path == "BLAS")
+    y, kept = stage.forward(x, training=True)
+    dx = stage.backward(dout, kept, need_input_grad=True)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype
     np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
     np.testing.assert_allclose(dx, expected_dx, rtol=tol, atol=tol)
     np.testing.assert_allclose(linear.weight.grad, expected_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(linear.bias.grad, expected_db, rtol=tol, atol=tol)
-    with nn.use_backend("numba"):
-        assert linear.fused_backward(dout, kept, need_input_grad=False) is None
+    assert stage.backward(dout, kept, need_input_grad=False) is None
 
 
 def composed_networks(dtype, seed=0):
@@ -241,17 +240,17 @@ def test_composed_network_on_numba_matches_the_numpy_layers(dtype, batch, name):
 
 
 def test_sequential_groups_conv_relu_pool_and_linear_relu_into_stages():
-    from nn import fusion
-
     conv, relu, pool, flat, lin, relu2, lin2 = (Conv2d(1, 2, 3), ReLU(), MaxPool2d(2), Flatten(), Linear(2, 3),
                                                 ReLU(), Linear(3, 4))
-    with nn.use_backend("numba"):
-        stages = fusion.plan([relu, conv, relu, pool, flat, lin, relu2, lin2, pool])
-    assert [type(s).__name__ for s in stages] == ["LayerStage", "ConvStage", "LayerStage", "LinearStage",
-                                                   "LinearStage", "LayerStage"]
+    stages = planner.plan([relu, conv, relu, pool, flat, lin, relu2, lin2, pool])
+    assert [type(s).__name__ for s in stages] == ["ModuleStage", "ConvStage", "ModuleStage", "LinearStage",
+                                                   "LinearStage", "PoolStage"]
     assert [s.layers for s in stages][1:4] == [(conv, relu, pool), (flat,), (lin, relu2)]
+    model = Sequential(conv, relu, pool)
     with nn.use_backend("numpy"):
-        assert all(type(s).__name__ == "LayerStage" for s in fusion.plan([conv, relu, pool]))
+        assert planner.plan_of(model) is None  # the NumPy backend runs every layer's own forward
+    with nn.use_backend("numba"):
+        assert [type(s).__name__ for s in planner.plan_of(model).stages] == ["ConvStage"]
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
@@ -308,19 +307,16 @@ def test_blas_runs_only_in_networks_whose_convolutions_are_all_strided():
     """BLAS's spinning threads and numba's parallel convolutions slow each other down: never both.
     A network with a stride-1 convolution runs the direct kernels; one whose convolutions are all
     strided (or that has none) runs on BLAS, its convolutions as im2col + one product."""
-    from nn import fusion
-
     def kinds(stages):
-        return [(type(s).__name__, getattr(s, "blas", None)) for s in stages if type(s).__name__ != "LayerStage"]
+        return [(type(s).__name__, getattr(s, "blas", None)) for s in stages if type(s).__name__ != "ModuleStage"]
 
-    with nn.use_backend("numba"):
-        mixed = fusion.plan([Sequential(Conv2d(1, 2, 3, stride=2)), Conv2d(2, 2, 3), Flatten(), Linear(2, 3), ReLU(),
-                             Linear(3, 4)])
-        strided = fusion.plan([Conv2d(1, 2, 3, stride=(1, 2)), ReLU(), MaxPool2d(2), Sequential(Conv2d(2, 2, 3, stride=2)),
-                               Flatten(), Linear(2, 3)])
-        mlp = fusion.plan([Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
+    mixed = planner.plan([Sequential(Conv2d(1, 2, 3, stride=2)), Conv2d(2, 2, 3), Flatten(), Linear(2, 3), ReLU(),
+                          Linear(3, 4)])
+    strided = planner.plan([Conv2d(1, 2, 3, stride=(1, 2)), ReLU(), MaxPool2d(2), Sequential(Conv2d(2, 2, 3, stride=2)),
+                            Flatten(), Linear(2, 3)])
+    mlp = planner.plan([Flatten(), Linear(2, 3), ReLU(), Linear(3, 4)])
     assert kinds(mixed) == [("ConvStage", None), ("LinearStage", False), ("LinearStage", False)]
-    assert kinds(strided) == [("GemmConvStage", None), ("LinearStage", True)]
+    assert kinds(strided) == [("GemmConvStage", None), ("PoolStage", None), ("LinearStage", True)]
     assert [len(s.layers) for s in strided] == [2, 1, 1, 1, 1]  # conv+relu, then the pool as itself
     assert kinds(mlp) == [("LinearStage", True), ("LinearStage", True)]
 
@@ -377,9 +373,9 @@ def test_gemm_conv_stage_matches_the_layers_one_by_one(x_shape, out_channels, ke
     dout = rng.standard_normal(out_shape).astype(dtype)
     expected_y, expected_dx, (expected_dw, expected_db) = unfused_stage(conv, relu, None, x, dout)
 
-    with nn.use_backend("numba"):
-        y, kept = conv.gemm_forward(x, relu=with_relu, training=True)
-        dx = conv.gemm_backward(dout, kept)
+    stage = GemmConvStage(conv, relu)
+    y, kept = stage.forward(x, training=True)
+    dx = stage.backward(dout, kept, need_input_grad=True)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype and y.shape == expected_y.shape and dx.shape == x.shape
     assert np.any(expected_dx != 0) and np.any(expected_dw != 0)  # the comparison means something
@@ -387,11 +383,11 @@ def test_gemm_conv_stage_matches_the_layers_one_by_one(x_shape, out_channels, ke
     np.testing.assert_allclose(dx, expected_dx, rtol=tol, atol=tol)
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(conv.bias.grad, expected_db, rtol=tol, atol=tol)
-    y_eval, nothing = conv.gemm_forward(x, relu=with_relu, training=False)
+    y_eval, nothing = stage.forward(x, training=False)
     assert nothing is None
     np.testing.assert_array_equal(y_eval, y)
     conv.zero_grad()
-    assert conv.gemm_backward(dout, kept, need_input_grad=False) is None
+    assert stage.backward(dout, kept, need_input_grad=False) is None
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
 
 
@@ -409,8 +405,6 @@ def test_consecutive_blas_convolutions_hand_over_channels_last_and_match_the_num
                                                                                              second, dtype):
     """Between two ``GemmConvStage``s the activation and its gradient stay channels-last (N, H, W, C);
     what leaves the network is NCHW, and every result is that of the NumPy backend, layer by layer."""
-    from nn import fusion
-
     conv1 = Conv2d(**first[1], dtype=dtype, rng=3)
     conv2 = Conv2d(conv1.out_channels, **second, dtype=dtype, rng=4)
     model = Sequential(*([conv1, ReLU()] if with_relu else [conv1]), conv2, ReLU(), Flatten())
@@ -425,7 +419,7 @@ def test_consecutive_blas_convolutions_hand_over_channels_last_and_match_the_num
             dx = model.backward(dout)
             results[backend] = [y, dx] + [p.grad.copy() for p in model.parameters()]
             if backend == "numba":
-                stages = [stage for stage in model._plan() if isinstance(stage, fusion.GemmConvStage)]
+                stages = [stage for stage in planner.plan_of(model).stages if isinstance(stage, GemmConvStage)]
                 assert [(s.channels_last_in, s.channels_last_out) for s in stages] == [(False, True), (True, False)]
     tol = TOLERANCE[dtype]
     assert np.any(results["numpy"][1] != 0)
@@ -434,42 +428,79 @@ def test_consecutive_blas_convolutions_hand_over_channels_last_and_match_the_num
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
-def test_a_large_eval_batch_goes_in_slices_with_the_result_of_the_whole_batch():
-    from nn import fusion
+@pytest.fixture
+def sliced_runs(monkeypatch):
+    """The runs of stages the eval forwards went through in slices: (stage kinds, batch) per call."""
+    calls, real = [], planner.forward_in_slices
 
-    model = Sequential(Conv2d(1, 4, 3, stride=2, padding=1, rng=0), ReLU(), Conv2d(4, 8, 3, stride=2, rng=1),
-                       Flatten(), Linear(8 * 6 * 6, 10, rng=2)).eval()
-    batch = fusion.EVAL_SLICE * 2 + 5  # two whole slices and a short one
+    def spy(stages, x):
+        calls.append(([type(s).__name__ for s in stages], len(x)))
+        return real(stages, x)
+
+    monkeypatch.setattr(planner, "forward_in_slices", spy)
+    return calls
+
+
+def strided_network(*middle):
+    return Sequential(Conv2d(1, 4, 3, stride=2, padding=1, rng=0), ReLU(), Conv2d(4, 8, 3, stride=2, rng=1),
+                      *middle, Flatten(), Linear(8 * 6 * 6, 10, rng=2)).eval()
+
+
+def test_a_large_eval_batch_goes_in_slices_with_the_result_of_the_whole_batch(sliced_runs):
+    model = strided_network()
+    batch = planner.EVAL_SLICE * 2 + 5  # two whole slices and a short one
     x = np.random.default_rng(9).standard_normal((batch, 1, 28, 28)).astype(np.float32)
     with nn.use_backend("numpy"):
         expected = model(x)
     with nn.use_backend("numba"):
-        assert fusion.sliced_eval(model._plan(), x)
         np.testing.assert_allclose(model(x), expected, rtol=1e-4, atol=1e-5)
-        assert not fusion.sliced_eval(model._plan(), x[:fusion.EVAL_SLICE])  # one slice: as it is
+        assert sliced_runs == [(["GemmConvStage", "GemmConvStage", "ModuleStage", "LinearStage"], batch)]
+        model(x[:planner.EVAL_SLICE])  # one slice: as it is
+    assert len(sliced_runs) == 1
 
-    class BatchMean(nn.Module):  # a layer of the user's own that mixes the images of a batch
-        def forward(self, x):
-            return x - x.mean(axis=0)
 
-    mixing = Sequential(Conv2d(1, 2, 3, stride=2, rng=0), BatchMean(), Flatten()).eval()
+class BatchMean(nn.Module):
+    """A layer of the user's own that mixes the images of a batch (it does not declare ``per_sample``)."""
+
+    def forward(self, x):
+        return x - x.mean(axis=0)
+
+
+class Halve(nn.Module):
+    """A layer of the user's own that treats each image alone, and says so."""
+
+    per_sample = True
+
+    def forward(self, x):
+        return x / 2
+
+
+@pytest.mark.parametrize("layer, expected_runs", [
+    (BatchMean(), [["GemmConvStage", "GemmConvStage"]]),  # the layers after it have no convolution to slice
+    (Halve(), [["GemmConvStage", "GemmConvStage", "ModuleStage", "ModuleStage", "LinearStage"]]),
+])
+def test_a_layer_of_ones_own_keeps_the_rest_of_the_network_fused_and_sliced_where_safe(sliced_runs, layer,
+                                                                                         expected_runs):
+    model = strided_network(layer)
+    x = np.random.default_rng(9).standard_normal((planner.EVAL_SLICE * 3, 1, 28, 28)).astype(np.float32)
+    with nn.use_backend("numpy"):
+        whole = model(x)
     with nn.use_backend("numba"):
-        assert not fusion.sliced_eval(mixing._plan(), x)
-        with nn.use_backend("numpy"):
-            whole = mixing(x)
-        np.testing.assert_allclose(mixing(x), whole, rtol=1e-4, atol=1e-5)
+        stages = planner.plan_of(model).stages
+        assert [type(s).__name__ for s in stages][:2] == ["GemmConvStage", "GemmConvStage"]
+        np.testing.assert_allclose(model(x), whole, rtol=1e-4, atol=1e-5)
+    assert [kinds for kinds, _ in sliced_runs] == expected_runs
 
 
 def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():
-    from nn import fusion
-
     class Doubled(Conv2d):
         def forward(self, x):
             return 2 * super().forward(x)
 
+    stages = planner.plan([Doubled(1, 1, 1), ReLU()])
+    assert [type(s).__name__ for s in stages] == ["ModuleStage", "ModuleStage"]
     with nn.use_backend("numba"):
-        stages = fusion.plan([Doubled(1, 1, 1), ReLU()])
-    assert [type(s).__name__ for s in stages] == ["LayerStage", "LayerStage"]
+        assert planner.plan_of(Doubled(1, 1, 1)) is None
 
 
 def test_a_fused_stage_clears_its_layers_own_records():
@@ -511,7 +542,7 @@ def test_lenet_eval_forward_keeps_nothing_and_backward_then_fails():
     with nn.use_backend("numba"):
         before = {name: dict(vars(m)) for name, m in model.named_children()}
         model(x)
-        assert "_saved_for_backward" not in vars(model) and "_scratch" not in vars(model)
+        assert "_saved_for_backward" not in vars(model)
         assert {name: dict(vars(m)) for name, m in model.named_children()} == before
         with pytest.raises(nn.BackwardBeforeForwardError):
             model.backward(np.ones((2, 10), dtype=np.float32))
@@ -642,9 +673,8 @@ def test_gemm_conv_stage_relu_turns_nan_into_zero_as_the_relu_layer_does():
     x[0, 0, 2, 2] = np.nan  # reaches several output positions of both channels
     with nn.use_backend("numpy"):
         expected = ReLU()(conv(x))
-    with nn.use_backend("numba"):
-        y, _ = conv.gemm_forward(x, relu=True)
-        y_without_relu, _ = conv.gemm_forward(x, relu=False)
+    y, _ = GemmConvStage(conv, ReLU()).forward(x, training=False)
+    y_without_relu, _ = GemmConvStage(conv).forward(x, training=False)
     assert np.isnan(y_without_relu).any() and not np.isnan(y).any()
     assert np.array_equal(y == 0, expected == 0)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)

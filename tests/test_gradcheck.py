@@ -85,7 +85,7 @@ class FlatInputGradient(nn.Linear):
     """Returns dL/dx with the right values but flattened to (N * in,): a wrong shape."""
 
     def backward(self, dout, need_input_grad=True):
-        dx = super().backward(dout, need_input_grad)
+        dx = super().backward(dout, need_input_grad=need_input_grad)
         return None if dx is None else dx.reshape(-1)
 
 
@@ -93,7 +93,7 @@ class TransposedInputGradient(nn.Linear):
     """Returns dL/dx transposed: the right number of entries in the wrong shape."""
 
     def backward(self, dout, need_input_grad=True):
-        dx = super().backward(dout, need_input_grad)
+        dx = super().backward(dout, need_input_grad=need_input_grad)
         return None if dx is None else dx.T.copy()
 
 
@@ -101,7 +101,7 @@ class Float32InputGradient(nn.Linear):
     """Returns dL/dx in float32 for a float64 input."""
 
     def backward(self, dout, need_input_grad=True):
-        dx = super().backward(dout, need_input_grad)
+        dx = super().backward(dout, need_input_grad=need_input_grad)
         return None if dx is None else dx.astype(np.float32)
 
 
@@ -130,7 +130,8 @@ class AssigningLinear(nn.Linear):
 
 def test_an_assignment_instead_of_accumulation_is_reported_with_the_tensor_and_index():
     with nn.use_backend("numpy"):
-        (dx, weight, bias) = nn.gradcheck(AssigningLinear(4, 3, rng=0), np.random.default_rng(0).standard_normal((2, 4)))
+        x = np.random.default_rng(0).standard_normal((2, 4))
+        (dx, weight, bias) = nn.gradcheck(AssigningLinear(4, 3, rng=0), x)
     assert dx.passed and bias.passed
     assert not weight.passed and weight.max_abs_err < 1e-8  # the first call's values are right
     (problem,) = weight.problems
@@ -219,7 +220,7 @@ class IgnoresNeedInputGrad(nn.Linear):
     """Always returns dL/dx, even when asked not to."""
 
     def backward(self, dout, need_input_grad=True):
-        return super().backward(dout, True)
+        return super().backward(dout, need_input_grad=True)
 
 
 def test_need_input_grad_false_is_exercised():

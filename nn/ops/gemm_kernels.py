@@ -1,7 +1,7 @@
 """im2col and its adjoint in channels-last order, for convolutions computed as one BLAS product (serial).
 
-``Conv2d.gemm_forward`` (the numba backend in a network that runs on BLAS, ``nn.fusion.plan``)
-computes ``Y = col @ W2^T``, ``col`` of shape (N * out_h * out_w, kh * kw * C): a row per output
+``nn.execution.stages.GemmConvStage`` (the numba backend in a network that runs on BLAS, see
+``nn.execution.planner``) computes ``Y = col @ W2^T``, ``col`` of shape (N * out_h * out_w, kh * kw * C): a row per output
 position (n, oy, ox), its columns in the order (i, j, c), tap row, tap column, channel; ``W2`` is
 the weight in the same order, ``weight.transpose(0, 2, 3, 1)`` as (C_out, kh * kw * C).
 
@@ -9,13 +9,13 @@ Why that order: in a channels-last copy of the input (N, H, W, C), the kw taps o
 lie side by side for every channel, so for one output position and one kernel row, ``kw * C``
 numbers are one contiguous run in the input and one in ``col`` (48 for a 3 x 3 kernel over 16
 channels), a copy the compiler turns into SIMD. The input is first copied inside a border of
-zeros, so no run ever tests for the padding. In NCHW order the runs were ``out_w`` numbers (7 for
-network E's second convolution): its im2col cost 370 us at batch 64, 2.5x its product, against
-51 us now (copy with the border included); 1-channel inputs, runs of 3, 183 us -> 76 us.
+zeros, so no run ever tests for the padding. In NCHW order a run would be only ``out_w`` numbers
+(7 for network E's second convolution), and that im2col measured 7 times slower than this one at
+batch 64, 2.5 times the product it feeds.
 
 Between two such convolutions the activation can stay channels-last (``rows_to_output`` and
 ``output_gradient_rows`` with ``channels_last``): the product's rows are that layout already, so
-nothing moves to NCHW and back (``nn.fusion.GemmConvStage``).
+nothing moves to NCHW and back (``GemmConvStage.channels_last_in``/``_out``).
 
 Serial on purpose: these run beside BLAS's threads (see ``nn.ops.linear_kernels`` on the two
 thread pools). Compiled per dtype on first use and cached on disk.

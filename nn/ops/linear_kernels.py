@@ -11,7 +11,7 @@ Measured alone, BLAS is faster at every size (1.3x at LeNet's 256 -> 120, batch 
 MLP's 784 -> 512). But OpenBLAS's worker threads keep spinning for a while after each call, and
 on a machine with as many threads as cores they then hold the core that numba's parallel
 convolution kernels need next: a network mixing both trained 2 to 3 times slower (docs/performance.md).
-So the caller says whether BLAS runs (``blas``): ``nn.fusion`` has every product of a network
+So the caller says whether BLAS runs (``blas``): ``nn.execution.planner`` has every product of a network
 without convolutions go to BLAS (then BLAS's threads are the only ones: even the small products go
 there, as numba's threads beside them would cost more than BLAS's call overhead), and none of a
 network with convolutions.

@@ -1,4 +1,4 @@
-"""docs/study/04-conv2d.md, checked against nn.Conv2d and the backend's im2col/col2im."""
+"""docs/study/04-conv2d.md, checked against nn.Conv2d and its im2col/col2im (nn.ops, the NumPy reference)."""
 
 import numpy as np
 
