@@ -52,12 +52,13 @@ class GradcheckResult:
     analytic: float = None      # the backward's value at ``worst_index``
     numeric: float = None       # the central difference at ``worst_index``
     problems: tuple = ()        # contract violations: shape, dtype, accumulation, need_input_grad
+    values_passed: bool = True  # every compared entry within the tolerance (``passed`` also needs no problems)
 
     def report(self):
         """One line per finding: the values at the worst entry, then each contract violation."""
         head = f"{self.name}: {self.tensor} {'PASS' if self.passed else 'FAIL'}"
         lines = []
-        if self.worst_index is not None and not self.passed:
+        if not self.values_passed:
             lines.append(f"{head}: worst entry {_format_index(self.worst_index)}: analytic {self.analytic:.10g}, "
                          f"numeric {self.numeric:.10g} "
                          f"(abs err {self.max_abs_err:.2e}, rel err {self.max_rel_err:.2e})")
@@ -125,6 +126,38 @@ def _contract_problems(label, array, grad):
     return problems
 
 
+def _check_accumulation(forward_backward, labels, input_grads, parameters, param_grads, problems, atol, rtol):
+    """A second pass without ``zero_grad`` must double every parameter gradient and return the same input gradient."""
+    again = forward_backward()
+    for label, first, second in zip(labels, input_grads, again):
+        if isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and first.shape == second.shape:
+            worst = _mismatch(second, first, atol, rtol)
+            if worst is not None:
+                problems[label].append(f"a second backward returned another input gradient: at {_format_index(worst)} "
+                                       f"{second[worst]:.10g}, the first gave {first[worst]:.10g}")
+    for (pname, p), first in zip(parameters, param_grads):
+        worst = _mismatch(p.grad, 2 * first, atol, rtol) if p.grad.shape == first.shape else None
+        if worst is not None:
+            problems[pname].append(
+                f"gradients do not accumulate: after two backward calls {pname}.grad{_format_index(worst)} is "
+                f"{p.grad[worst]:.10g}, expected twice the first call's, {2 * first[worst]:.10g} "
+                f"(a 'grad = ...' where 'grad += ...' belongs?)")
+
+
+def _check_without_input_grad(forward_backward, labels, parameters, param_grads, problems, atol, rtol):
+    """From zeroed gradients, ``need_input_grad=False`` must return None and give the same parameter gradients."""
+    skipped = forward_backward(need_input_grad=False)
+    if any(g is not None for g in skipped):
+        for label in labels:
+            problems[label].append("backward(dout, need_input_grad=False) returned a gradient; expected None")
+    for (pname, p), first in zip(parameters, param_grads):
+        worst = _mismatch(p.grad, first, atol, rtol) if p.grad.shape == first.shape else None
+        if worst is not None:
+            problems[pname].append(
+                f"with need_input_grad=False, {pname}.grad{_format_index(worst)} is {p.grad[worst]:.10g}, "
+                f"expected {first[worst]:.10g} as with need_input_grad=True")
+
+
 def gradcheck(module, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_entries=None, seed=0, name=None,
               raise_exception=False):
     """Check ``module``'s analytic gradients against central finite differences in float64.
@@ -187,35 +220,10 @@ def gradcheck(module, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_entries=None, 
     for (pname, p), grad in zip(parameters, param_grads):
         problems[pname] += _contract_problems(pname, p.data, p.grad)
 
-    # Accumulation: a second pass adds the same gradients again (and returns the same input gradient).
-    again = forward_backward()
-    for label, first, second in zip(labels, input_grads, again):
-        if isinstance(first, np.ndarray) and isinstance(second, np.ndarray) and first.shape == second.shape:
-            worst = _mismatch(second, first, atol, rtol)
-            if worst is not None:
-                problems[label].append(f"a second backward returned another input gradient: at {_format_index(worst)} "
-                                       f"{second[worst]:.10g}, the first gave {first[worst]:.10g}")
-    for (pname, p), first in zip(parameters, param_grads):
-        if p.grad.shape == first.shape:
-            worst = _mismatch(p.grad, 2 * first, atol, rtol)
-            if worst is not None:
-                problems[pname].append(
-                    f"gradients do not accumulate: after two backward calls {pname}.grad{_format_index(worst)} is "
-                    f"{p.grad[worst]:.10g}, expected twice the first call's, {2 * first[worst]:.10g} "
-                    f"(a 'grad = ...' where 'grad += ...' belongs?)")
-
+    _check_accumulation(forward_backward, labels, input_grads, parameters, param_grads, problems, atol, rtol)
     if accepts_need_input_grad(getattr(model.backward, "reference", model.backward)):  # the class's own backward
         model.zero_grad()
-        skipped = forward_backward(need_input_grad=False)
-        if any(g is not None for g in skipped):
-            for label in labels:
-                problems[label].append("backward(dout, need_input_grad=False) returned a gradient; expected None")
-        for (pname, p), first in zip(parameters, param_grads):
-            worst = _mismatch(p.grad, first, atol, rtol) if p.grad.shape == first.shape else None
-            if worst is not None:
-                problems[pname].append(
-                    f"with need_input_grad=False, {pname}.grad{_format_index(worst)} is {p.grad[worst]:.10g}, "
-                    f"expected {first[worst]:.10g} as with need_input_grad=True")
+        _check_without_input_grad(forward_backward, labels, parameters, param_grads, problems, atol, rtol)
 
     tensors = [(label, args[pos], grad) for label, pos, grad in zip(labels, float_positions, input_grads)]
     tensors += [(pname, p.data, grad) for (pname, p), grad in zip(parameters, param_grads)]
@@ -239,7 +247,7 @@ def gradcheck(module, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, max_entries=None, 
             worst_index=None if worst is None else tuple(int(i) for i in np.unravel_index(indices[worst], array.shape)),
             analytic=None if worst is None else float(picked[worst]),
             numeric=None if worst is None else float(numeric[worst]),
-            problems=tuple(problems[label])))
+            problems=tuple(problems[label]), values_passed=values_pass))
     if raise_exception and not all(r.passed for r in results):
         raise GradcheckError(f"gradcheck: {name} failed:\n" + "\n".join(r.report() for r in results if not r.passed),
                              results)
