@@ -30,55 +30,59 @@ class ReLU(Module):
         return dout * mask
 
 
-def _checked_dout(layer, dout, saved):
-    """The upstream gradient in the forward output's dtype, shape-checked against it."""
-    return check_dout(layer, dout, saved.shape, saved.dtype)
+class _Squashing(Module):
+    """An elementwise function whose derivative is a function of its output: forward keeps ``y``, not ``x``.
+
+    A subclass gives ``function(x)`` and ``derivative(y)``; ``dL/dx = dout * derivative(y)``.
+    """
+
+    per_sample = True
+
+    def forward(self, x):
+        x = as_float_array(type(self).__name__, x, np.result_type(np.asarray(x).dtype, np.float32))
+        y = self.function(x)
+        self.save_for_backward(y=y)
+        return y
+
+    def backward(self, dout, need_input_grad=True):
+        y = self.saved()["y"]
+        if not need_input_grad:
+            return None
+        return check_dout(type(self).__name__, dout, y.shape, y.dtype) * self.derivative(y)
 
 
-class Sigmoid(Module):
+class Sigmoid(_Squashing):
     """``y = σ(x) = 1 / (1 + exp(-x))``, elementwise, any shape; ``y`` in (0, 1).
 
-    Gradient: ``dL/dx = dout * y * (1 - y)``, from ``σ'(x) = σ(x) (1 - σ(x))``: forward keeps ``y``, not ``x``.
+    Gradient: ``dL/dx = dout * y * (1 - y)``, from ``σ'(x) = σ(x) (1 - σ(x))``.
 
     ``exp(-x)`` overflows for very negative ``x``; ``σ(x) = exp(x) / (1 + exp(x))`` there, so only
     ``exp`` of non-positive numbers is ever taken.
     """
 
-    per_sample = True
-
-    def forward(self, x):
-        x = as_float_array("Sigmoid", x, np.result_type(np.asarray(x).dtype, np.float32))
+    @staticmethod
+    def function(x):
         e = np.exp(-np.abs(x))  # in (0, 1]: exp(-x) where x >= 0, exp(x) where x < 0
-        y = np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-        self.save_for_backward(y=y)
-        return y
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
-    def backward(self, dout, need_input_grad=True):
-        y = self.saved()["y"]
-        if not need_input_grad:
-            return None
-        return _checked_dout("Sigmoid", dout, y) * (y * (1 - y))
+    @staticmethod
+    def derivative(y):
+        return y * (1 - y)
 
 
-class Tanh(Module):
+class Tanh(_Squashing):
     """``y = tanh(x)``, elementwise, any shape; ``y`` in (-1, 1).
 
-    Gradient: ``dL/dx = dout * (1 - y²)``, from ``tanh' = 1 - tanh²``: forward keeps ``y``, not ``x``.
+    Gradient: ``dL/dx = dout * (1 - y²)``, from ``tanh' = 1 - tanh²``.
     """
 
-    per_sample = True
+    @staticmethod
+    def function(x):
+        return np.tanh(x)
 
-    def forward(self, x):
-        x = as_float_array("Tanh", x, np.result_type(np.asarray(x).dtype, np.float32))
-        y = np.tanh(x)
-        self.save_for_backward(y=y)
-        return y
-
-    def backward(self, dout, need_input_grad=True):
-        y = self.saved()["y"]
-        if not need_input_grad:
-            return None
-        return _checked_dout("Tanh", dout, y) * (1 - y * y)
+    @staticmethod
+    def derivative(y):
+        return 1 - y * y
 
 
 class LeakyReLU(Module):

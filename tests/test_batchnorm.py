@@ -7,6 +7,7 @@ import pytest
 import nn
 from nn.backend import NUMBA_AVAILABLE, use_backend
 from nn.module import BackwardBeforeForwardError
+from tests.cross_check import on_one_thread_and_on_all, torch_output_and_input_grad
 from tests.naive import naive_batchnorm_backward, naive_batchnorm_forward, naive_batchnorm_statistics
 
 BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed"))]
@@ -129,11 +130,9 @@ def test_matches_torch_in_float64(geometry, settings, backend):
         with use_backend(backend):
             y = layer(x)
             dx = layer.backward(dout)
-        x_torch = torch.from_numpy(x).requires_grad_()
-        y_torch = reference(x_torch)
-        y_torch.backward(torch.from_numpy(dout))
-        np.testing.assert_allclose(y, y_torch.detach().numpy(), rtol=1e-8, atol=1e-12)
-        np.testing.assert_allclose(dx, x_torch.grad.numpy(), rtol=1e-8, atol=1e-12)
+        y_torch, dx_torch = torch_output_and_input_grad(reference, x, dout)
+        np.testing.assert_allclose(y, y_torch, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(dx, dx_torch, rtol=1e-8, atol=1e-12)
         for name, p in layer.named_parameters():
             np.testing.assert_allclose(p.grad, getattr(reference, name).grad.numpy(), rtol=1e-8, atol=1e-12)
         torch_state = reference.state_dict()
@@ -184,8 +183,6 @@ def test_training_normalizes_each_channel_to_mean_0_and_variance_1():
 
 @pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
 def test_statistics_and_gradients_are_the_same_bits_on_one_thread_as_on_all():
-    import numba
-
     def run():
         model = nn.Sequential(nn.Conv2d(2, 8, 3, rng=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                               nn.Linear(8 * 7 * 7, 10, rng=2), nn.BatchNorm1d(10))
@@ -195,13 +192,7 @@ def test_statistics_and_gradients_are_the_same_bits_on_one_thread_as_on_all():
             dx = model.backward(np.ones((64, 10), dtype=np.float32))
         return [out, dx] + [p.grad.copy() for p in model.parameters()] + model.buffers()
 
-    threads = numba.get_num_threads()
-    parallel = run()
-    numba.set_num_threads(1)
-    try:
-        serial = run()
-    finally:
-        numba.set_num_threads(threads)
+    serial, parallel = on_one_thread_and_on_all(run)
     for got, want in zip(serial, parallel):
         np.testing.assert_array_equal(got, want)
 

@@ -7,6 +7,7 @@ import pytest
 import nn
 from nn.backend import NUMBA_AVAILABLE, use_backend
 from nn.module import BackwardBeforeForwardError
+from tests.cross_check import on_one_thread_and_on_all
 from tests.naive import naive_dropout_forward
 
 BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed"))]
@@ -86,8 +87,6 @@ def test_the_mask_is_the_same_for_float32_and_float64():
 
 @pytest.mark.skipif(not NUMBA_AVAILABLE, reason="numba not installed")
 def test_masks_and_gradients_are_the_same_bits_on_one_thread_as_on_all():
-    import numba
-
     def run():
         rng = np.random.default_rng(0)
         model = nn.Sequential(nn.Linear(30, 50, rng=1), nn.ReLU(), nn.Dropout(0.4, rng=2), nn.Linear(50, 10, rng=3))
@@ -95,16 +94,10 @@ def test_masks_and_gradients_are_the_same_bits_on_one_thread_as_on_all():
         with use_backend("numba"):
             outs = [model(x) for _ in range(3)]
             dx = model.backward(np.ones((64, 10), dtype=np.float32))
-        return outs, dx, [p.grad.copy() for p in model.parameters()]
+        return outs + [dx] + [p.grad.copy() for p in model.parameters()]
 
-    threads = numba.get_num_threads()
-    parallel = run()
-    numba.set_num_threads(1)
-    try:
-        serial = run()
-    finally:
-        numba.set_num_threads(threads)
-    for got, want in zip(serial[0] + [serial[1]] + serial[2], parallel[0] + [parallel[1]] + parallel[2]):
+    serial, parallel = on_one_thread_and_on_all(run)
+    for got, want in zip(serial, parallel):
         np.testing.assert_array_equal(got, want)
 
 

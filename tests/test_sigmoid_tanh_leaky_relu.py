@@ -6,6 +6,7 @@ import pytest
 import nn
 from nn.backend import NUMBA_AVAILABLE, use_backend
 from nn.module import BackwardBeforeForwardError
+from tests.cross_check import torch_output_and_input_grad
 from tests.naive import (naive_leaky_relu_backward, naive_leaky_relu_forward, naive_sigmoid_backward,
                          naive_sigmoid_forward, naive_tanh_backward, naive_tanh_forward)
 
@@ -63,11 +64,9 @@ def test_matches_torch_in_float64(name, backend):
     with use_backend(backend):
         y = layer(x)
         dx = layer.backward(dout)
-    x_torch = torch.from_numpy(x).requires_grad_()
-    y_torch = reference(x_torch)
-    y_torch.backward(torch.from_numpy(dout))
-    np.testing.assert_allclose(y, y_torch.detach().numpy(), rtol=1e-8, atol=1e-12)
-    np.testing.assert_allclose(dx, x_torch.grad.numpy(), rtol=1e-8, atol=1e-12)
+    y_torch, dx_torch = torch_output_and_input_grad(reference, x, dout)
+    np.testing.assert_allclose(y, y_torch, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_torch, rtol=1e-8, atol=1e-12)
 
 
 def test_leaky_relu_slope_applies_at_zero_as_in_pytorch():
