@@ -363,4 +363,5 @@ def builtin_cases(seed=0):
                     Flatten(), SameMaskEveryForward(Dropout(0.25), seed), Linear(4 * 3 * 3, 5, rng=rng),
                     BatchNorm1d(5), LeakyReLU(0.1), Linear(5, 3, rng=rng), Sigmoid()),
          rng.standard_normal((3, 2, 6, 6)), None),
+        ("AvgPool2d(3, s2, p1, ceil)", AvgPool2d(3, 2, 1, ceil_mode=True), rng.standard_normal((1, 2, 8, 7)), None),
     ]

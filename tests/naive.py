@@ -158,45 +158,58 @@ def naive_leaky_relu_backward(x, dout, negative_slope):
     return np.asarray(dout, dtype=np.float64) * _elementwise(lambda v: 1.0 if v > 0 else negative_slope, x)
 
 
-def _avgpool_windows(shape, kernel_size, stride, padding):
+def _pooled_count(size, kernel, stride, padding, ceil_mode):
+    """Windows along one axis; with ``ceil_mode`` a partial last window counts if it starts before the right padding."""
+    count = math.floor((size + 2 * padding - kernel) / stride) + 1
+    if ceil_mode:
+        count = math.ceil((size + 2 * padding - kernel) / stride) + 1
+        if (count - 1) * stride >= size + padding:
+            count -= 1
+    return count
+
+
+def _avgpool_windows(shape, kernel_size, stride, padding, ceil_mode):
     """((out_h, out_w), [(n, c, oy, ox, cells), ...]): ``cells`` the (y, x) of a window, unpadded coordinates."""
     kh, kw = _pair(kernel_size)
     sh, sw = _pair(kernel_size if stride is None else stride)
     ph, pw = _pair(padding)
     n_images, channels, h, w = shape
-    out_h, out_w = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    out_h, out_w = _pooled_count(h, kh, sh, ph, ceil_mode), _pooled_count(w, kw, sw, pw, ceil_mode)
     windows = [(n, c, oy, ox, [(oy * sh + i - ph, ox * sw + j - pw) for i in range(kh) for j in range(kw)])
                for n in range(n_images) for c in range(channels) for oy in range(out_h) for ox in range(out_w)]
     return (out_h, out_w), windows
 
 
-def _avgpool_divisor(cells, shape, count_include_pad):
+def _avgpool_divisor(cells, shape, padding, count_include_pad, divisor_override):
+    """The override; else the cells inside the padded input (``count_include_pad``) or inside the input."""
+    if divisor_override is not None:
+        return divisor_override
     h, w = shape[2:]
-    return len(cells) if count_include_pad else sum(0 <= y < h and 0 <= x < w for y, x in cells)
+    ph, pw = _pair(padding) if count_include_pad else (0, 0)
+    return sum(-ph <= y < h + ph and -pw <= x < w + pw for y, x in cells)
 
 
-def naive_avgpool2d_forward(x, kernel_size, stride=None, padding=0, count_include_pad=True):
-    """``y[n, c, oy, ox]`` = the sum of the window's elements inside x (padding adds zeros) / the divisor.
-
-    The divisor is the window's size, or with ``count_include_pad=False`` its count of elements inside x.
-    """
+def naive_avgpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                            divisor_override=None):
+    """``y[n, c, oy, ox]`` = the sum of the window's elements inside x (padding adds zeros) / the divisor."""
     x = np.asarray(x, dtype=np.float64)
     h, w = x.shape[2:]
-    out_shape, windows = _avgpool_windows(x.shape, kernel_size, stride, padding)
+    out_shape, windows = _avgpool_windows(x.shape, kernel_size, stride, padding, ceil_mode)
     y = np.zeros(x.shape[:2] + out_shape)
     for n, c, oy, ox, cells in windows:
         total = sum(x[n, c, i, j] for i, j in cells if 0 <= i < h and 0 <= j < w)
-        y[n, c, oy, ox] = total / _avgpool_divisor(cells, x.shape, count_include_pad)
+        y[n, c, oy, ox] = total / _avgpool_divisor(cells, x.shape, padding, count_include_pad, divisor_override)
     return y
 
 
-def naive_avgpool2d_backward(x_shape, dout, kernel_size, stride=None, padding=0, count_include_pad=True):
+def naive_avgpool2d_backward(x_shape, dout, kernel_size, stride=None, padding=0, ceil_mode=False,
+                             count_include_pad=True, divisor_override=None):
     """dx: each window gives every element of it inside x the share ``dout / divisor``."""
     dout = np.asarray(dout, dtype=np.float64)
     h, w = x_shape[2:]
     dx = np.zeros(x_shape)
-    for n, c, oy, ox, cells in _avgpool_windows(x_shape, kernel_size, stride, padding)[1]:
-        share = dout[n, c, oy, ox] / _avgpool_divisor(cells, x_shape, count_include_pad)
+    for n, c, oy, ox, cells in _avgpool_windows(x_shape, kernel_size, stride, padding, ceil_mode)[1]:
+        share = dout[n, c, oy, ox] / _avgpool_divisor(cells, x_shape, padding, count_include_pad, divisor_override)
         for i, j in cells:
             if 0 <= i < h and 0 <= j < w:
                 dx[n, c, i, j] += share

@@ -19,35 +19,46 @@ GEOMETRIES = [
     ((3, 2, 9, 8), (3, 2), (2, 1), (1, 0)), # non-square kernel, stride and padding
     ((2, 1, 7, 9), 2, 3, 1),                # gaps between windows, leftover rows and columns
     ((1, 2, 3, 5), (3, 5), None, 0),        # a single window covering the whole input
+    ((2, 2, 7, 8), 2, None, 0),             # ceil_mode: a last row of half windows
+    ((1, 2, 8, 7), 3, 2, 1),                # ceil_mode: last windows reaching past the padding
 ]
 
 
+# PyTorch's options besides the geometry; ceil_mode keeps a last, partial window.
+OPTIONS = [{}, {"count_include_pad": False}, {"ceil_mode": True}, {"ceil_mode": True, "count_include_pad": False},
+           {"divisor_override": 3}]
+
+
+def options_id(options):
+    return ",".join(f"{k}={v}" for k, v in options.items()) or "default"
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("options", OPTIONS, ids=options_id)
 @pytest.mark.parametrize("x_shape, kernel_size, stride, padding", GEOMETRIES)
-def test_forward_and_backward_match_the_naive_loops(backend, count_include_pad, x_shape, kernel_size, stride, padding):
+def test_forward_and_backward_match_the_naive_loops(backend, options, x_shape, kernel_size, stride, padding):
     rng = np.random.default_rng(0)
-    pool = nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=count_include_pad)
+    pool = nn.AvgPool2d(kernel_size, stride, padding, **options)
     x = rng.standard_normal(x_shape)
     with use_backend(backend):
         y = pool(x)
         dout = rng.standard_normal(y.shape)
         dx = pool.backward(dout)
     assert dx.shape == x.shape and dx.flags.c_contiguous
-    np.testing.assert_allclose(y, naive_avgpool2d_forward(x, kernel_size, stride, padding, count_include_pad),
+    np.testing.assert_allclose(y, naive_avgpool2d_forward(x, kernel_size, stride, padding, **options),
                                rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(dx, naive_avgpool2d_backward(x_shape, dout, kernel_size, stride, padding,
-                                                            count_include_pad), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(dx, naive_avgpool2d_backward(x_shape, dout, kernel_size, stride, padding, **options),
+                               rtol=1e-14, atol=1e-15)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("options", OPTIONS, ids=options_id)
 @pytest.mark.parametrize("x_shape, kernel_size, stride, padding", GEOMETRIES)
-def test_matches_torch_avg_pool2d_in_float64(backend, count_include_pad, x_shape, kernel_size, stride, padding):
+def test_matches_torch_avg_pool2d_in_float64(backend, options, x_shape, kernel_size, stride, padding):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
-    reference = torch.nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=count_include_pad)
-    pool = nn.AvgPool2d(kernel_size, stride, padding, count_include_pad=count_include_pad)
+    reference = torch.nn.AvgPool2d(kernel_size, stride, padding, **options)
+    pool = nn.AvgPool2d(kernel_size, stride, padding, **options)
     x = rng.standard_normal(x_shape)
     with use_backend(backend):
         y = pool(x)
@@ -56,6 +67,13 @@ def test_matches_torch_avg_pool2d_in_float64(backend, count_include_pad, x_shape
     y_torch, dx_torch = torch_output_and_input_grad(reference, x, dout)
     np.testing.assert_allclose(y, y_torch, rtol=1e-8, atol=1e-12)
     np.testing.assert_allclose(dx, dx_torch, rtol=1e-8, atol=1e-12)
+
+
+def test_ceil_mode_keeps_a_partial_last_window():
+    x = np.arange(1.0, 6.0).reshape(1, 1, 1, 5)  # 1 2 3 4 5, windows of 2: (1, 2), (3, 4) and (5) alone
+    pool = nn.AvgPool2d((1, 2), ceil_mode=True)
+    np.testing.assert_array_equal(pool(x)[0, 0, 0], [1.5, 3.5, 5.0])  # the partial window divides by what it holds
+    np.testing.assert_array_equal(nn.AvgPool2d((1, 2))(x)[0, 0, 0], [1.5, 3.5])
 
 
 def test_padding_counts_as_zeros_by_default_and_not_otherwise():
@@ -77,6 +95,8 @@ def test_output_and_gradient_keep_the_float_input_dtype(dtype, expected):
 def test_misuse_is_a_clear_error():
     with pytest.raises(ValueError, match=r"padding should be at most half of the kernel size, got padding \(2, 2\)"):
         nn.AvgPool2d(3, padding=2)
+    with pytest.raises(ValueError, match="divisor_override must be a nonzero int or None, got 0"):
+        nn.AvgPool2d(2, divisor_override=0)
     with pytest.raises(TypeError, match="kernel_size must be an int or a pair"):
         nn.AvgPool2d(2.5)
     with pytest.raises(ValueError, match="stride must be >= 1"):
@@ -95,5 +115,7 @@ def test_misuse_is_a_clear_error():
 
 
 def test_repr_names_every_setting():
-    assert repr(nn.AvgPool2d(2)) == \
-        "AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0), count_include_pad=True)"
+    assert repr(nn.AvgPool2d(2)) == "AvgPool2d(kernel_size=(2, 2), stride=(2, 2), padding=(0, 0))"
+    assert repr(nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False, divisor_override=4)) == \
+        ("AvgPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True, count_include_pad=False, "
+         "divisor_override=4)")
