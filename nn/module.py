@@ -50,34 +50,31 @@ class BackwardBeforeForwardError(RuntimeError, ValueError):
 
 
 class _ForwardPass(threading.local):
-    """The forward pass under way in this thread: calls nested inside one outermost ``module(x)`` share it."""
+    """The forward pass under way in this thread; ``with _forward_pass:`` around each ``module(x)``.
+
+    Calls nested inside one outermost call share its pass: a module called twice in one pass keeps
+    what both calls saved and its backward uses them last first, as the backward pass meets them;
+    a new pass replaces them, so nothing piles up.
+    """
 
     depth = 0
     number = None
 
-
-_forward_pass = _ForwardPass()
-_pass_numbers = itertools.count()
-
-
-class forward_pass:
-    """Context: the calls made inside belong to one forward pass (``Module.__call__`` opens one).
-
-    A module called twice in one pass keeps both records and its backward uses them last first, as
-    the backward pass meets them; a new pass replaces them, so records never pile up.
-    """
-
     def __enter__(self):
-        if _forward_pass.depth == 0:
-            _forward_pass.number = next(_pass_numbers)
-        _forward_pass.depth += 1
+        if self.depth == 0:
+            self.number = next(_pass_numbers)
+        self.depth += 1
 
     def __exit__(self, *exc_info):
-        _forward_pass.depth -= 1
+        self.depth -= 1
 
 
-class _SavedRecords(list):
-    """The records of one module in one forward pass, oldest first."""
+_pass_numbers = itertools.count()
+_forward_pass = _ForwardPass()
+
+
+class _SavedPerCall(list):
+    """What one module saved in one forward pass, a dict per call, oldest first."""
 
     def __init__(self, pass_number):
         super().__init__()
@@ -88,21 +85,20 @@ def _backward_entry(reference):
     """``backward`` as a module's callers see it: the backward of whatever computed its latest forward.
 
     That is the class's own ``backward`` (``reference``) unless the execution layer computed the
-    forward in a compiled stage, whose record then runs the matching compiled backward. Either
-    way it takes ``need_input_grad``, which is passed on only if ``reference`` takes it too.
+    forward in a compiled plan, whose saved state then runs the plan's backward. Either way it
+    takes ``need_input_grad``, which is passed on only if ``reference`` takes it too.
     """
     takes_flag = accepts_need_input_grad(reference)
 
     @functools.wraps(reference)
     def backward(self, *args, need_input_grad=True, **kwargs):
-        records = self.__dict__.get(SAVED_ATTRIBUTE)
-        if records and not isinstance(records[-1], dict):
-            return self._take_record().backward(*args, need_input_grad=need_input_grad, **kwargs)
+        per_call = self.__dict__.get(SAVED_ATTRIBUTE)
+        if per_call and not isinstance(per_call[-1], dict):
+            return self._take_saved().backward(*args, need_input_grad=need_input_grad, **kwargs)
         if takes_flag:
             return reference(self, *args, need_input_grad=need_input_grad, **kwargs)
         return reference(self, *args, **kwargs)
 
-    backward.reference = reference
     return backward
 
 
@@ -144,7 +140,7 @@ class Module:
         """``forward``, as the execution layer runs it: the reference, or compiled stages on the numba backend."""
         from .execution import dispatch  # here, not at the top: the execution layer imports the layers
 
-        with forward_pass():
+        with _forward_pass:
             return dispatch.forward(self, *args, **kwargs)
 
     def __setattr__(self, name, value):
@@ -181,38 +177,38 @@ class Module:
 
     # -- what forward keeps for backward (training mode only) -----------------------------------------
     def save_for_backward(self, **values):
-        """Keep ``values`` (a record) for ``backward``, in training mode only: eval-mode forward stays stateless."""
+        """Keep ``values`` for ``backward``, in training mode only: eval-mode forward stays stateless."""
         if self.training:
-            self.keep_record(values)
+            self.keep_saved(values)
 
-    def keep_record(self, record):
-        """Keep ``record`` for the next backward: a dict of ``save_for_backward``, or the execution layer's
-        record of a compiled forward (whose own ``backward`` then runs). Records of an earlier forward pass go."""
+    def keep_saved(self, saved):
+        """Keep ``saved`` for the next backward: the dict of ``save_for_backward``, or what the execution
+        layer saved of a compiled forward (whose own ``backward`` then runs). An earlier forward pass's go."""
         number = _forward_pass.number if _forward_pass.depth else None  # a bare .forward() is a pass of its own
-        records = self.__dict__.get(SAVED_ATTRIBUTE)
-        if records is None or number is None or records.pass_number != number:
-            records = self.__dict__[SAVED_ATTRIBUTE] = _SavedRecords(number)
-        records.append(record)
+        per_call = self.__dict__.get(SAVED_ATTRIBUTE)
+        if per_call is None or number is None or per_call.pass_number != number:
+            per_call = self.__dict__[SAVED_ATTRIBUTE] = _SavedPerCall(number)
+        per_call.append(saved)
 
-    def _take_record(self):
-        records = self.__dict__.get(SAVED_ATTRIBUTE)
-        if not records:
+    def _take_saved(self):
+        per_call = self.__dict__.get(SAVED_ATTRIBUTE)
+        if not per_call:
             raise BackwardBeforeForwardError(
                 f"{type(self).__name__}.backward() called before forward() in training mode; "
                 "call model.train() and run forward first (eval-mode forward keeps nothing for backward)")
-        return records.pop() if len(records) > 1 else records[0]
+        return per_call.pop() if len(per_call) > 1 else per_call[0]
 
     def saved(self):
-        """The record of the latest forward not yet differentiated, as the dict ``save_for_backward`` made.
+        """What the latest forward not yet differentiated saved, the dict ``save_for_backward`` made.
 
-        A module called twice in one forward pass has two records; each ``backward`` takes the
-        latest and the one before it is next, as the backward pass meets the calls in reverse.
-        The last one stays, so a second backward of one forward sees it too.
+        A module called twice in one forward pass saved twice; each ``backward`` takes the latest
+        and the one before it is next, as the backward pass meets the calls in reverse. The last
+        one stays, so a second backward of one forward sees it too.
         """
-        return self._take_record()
+        return self._take_saved()
 
     def forget_saved(self):
-        """Drop every record forward kept (``train``/``eval``/``astype`` do it for the whole tree)."""
+        """Drop everything forward saved (``train``/``eval``/``astype`` do it for the whole tree)."""
         self.__dict__.pop(SAVED_ATTRIBUTE, None)
 
     # -- buffers ---------------------------------------------------------------------------------

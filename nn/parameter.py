@@ -46,10 +46,3 @@ class Parameter:
         frozen = "" if self.requires_grad else ", requires_grad=False"
         return f"Parameter(shape={self.shape}, dtype={self.dtype}{frozen})"
 
-
-def grad_target(param):
-    """Where a compiled kernel accumulates ``param``'s gradient: ``param.grad``; None for a missing
-    parameter (no bias); a throwaway array for a frozen one, whose ``grad`` must stay as it is."""
-    if param is None:
-        return None
-    return param.grad if param.requires_grad else np.zeros_like(param.grad)

@@ -79,8 +79,8 @@ def test_conv_stage_matches_the_layers_one_by_one(dtype, with_relu, x_shape, out
     expected_y, expected_dx, (expected_dw, expected_db) = unfused_stage(conv, relu, pool, x, dout)
 
     stage = ConvStage(conv, relu, pool)
-    y, kept = stage.forward(x, training=True)
-    dx = stage.backward(dout, kept, need_input_grad=True)
+    y, saved = stage.forward(x, training=True)
+    dx = stage.backward(dout, saved, need_input_grad=True)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype and y.shape == expected_y.shape and dx.shape == x.shape
     np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
@@ -88,12 +88,12 @@ def test_conv_stage_matches_the_layers_one_by_one(dtype, with_relu, x_shape, out
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(conv.bias.grad, expected_db, rtol=tol, atol=tol)
 
-    # Inference: the same output, nothing kept; and the input gradient can be skipped.
+    # Inference: the same output, nothing saved; and the input gradient can be skipped.
     y_eval, nothing = stage.forward(x, training=False)
     assert nothing is None
     np.testing.assert_array_equal(y_eval, y)
     conv.zero_grad()
-    assert stage.backward(dout, kept, need_input_grad=False) is None
+    assert stage.backward(dout, saved, need_input_grad=False) is None
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
 
 
@@ -110,13 +110,13 @@ def test_conv_stage_ties_negatives_and_nan_choose_the_winner_the_layers_choose()
         relu = ReLU()
         expected = pool(relu(conv(x)))
     stage = ConvStage(conv, ReLU(), pool)
-    y, kept = stage.forward(x, training=True)
+    y, saved = stage.forward(x, training=True)
     np.testing.assert_array_equal(y, expected)
     np.testing.assert_array_equal(y[0, 0, 0], [0.0, 3.0, 2.0])
-    np.testing.assert_array_equal(kept["argmax"][0, 0, 0], [0, 0, 2])
+    np.testing.assert_array_equal(saved["argmax"][0, 0, 0], [0, 0, 2])
     # The all-negative window passes no gradient; the others pass theirs to their winner.
     conv.zero_grad()
-    dx = stage.backward(dout, kept, need_input_grad=True)
+    dx = stage.backward(dout, saved, need_input_grad=True)
     np.testing.assert_array_equal(dx[0, 0], [[0, 0, 2, 0, 0, 0], [0, 0, 0, 0, 3, 0]])
 
 
@@ -129,9 +129,9 @@ def test_conv_stage_without_relu_lets_the_first_nan_win_as_max_pool_does():
     with nn.use_backend("numpy"):
         expected = pool(conv(x))
         expected_argmax = pool.saved()["argmax"]
-    y, kept = ConvStage(conv, None, pool).forward(x, training=True)
+    y, saved = ConvStage(conv, None, pool).forward(x, training=True)
     np.testing.assert_array_equal(y, expected)
-    np.testing.assert_array_equal(kept["argmax"], expected_argmax)
+    np.testing.assert_array_equal(saved["argmax"], expected_argmax)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -155,15 +155,15 @@ def test_linear_stage_matches_the_layers(dtype, relu, path, batch, in_features, 
     linear.zero_grad()
 
     stage = LinearStage(linear, ReLU() if relu else None, blas=path == "BLAS")
-    y, kept = stage.forward(x, training=True)
-    dx = stage.backward(dout, kept, need_input_grad=True)
+    y, saved = stage.forward(x, training=True)
+    dx = stage.backward(dout, saved, need_input_grad=True)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype
     np.testing.assert_allclose(y, expected_y, rtol=tol, atol=tol)
     np.testing.assert_allclose(dx, expected_dx, rtol=tol, atol=tol)
     np.testing.assert_allclose(linear.weight.grad, expected_dw, rtol=tol, atol=tol)
     np.testing.assert_allclose(linear.bias.grad, expected_db, rtol=tol, atol=tol)
-    assert stage.backward(dout, kept, need_input_grad=False) is None
+    assert stage.backward(dout, saved, need_input_grad=False) is None
 
 
 def composed_networks(dtype, seed=0):
@@ -280,7 +280,7 @@ def test_named_stages_run_one_by_one_compute_what_the_network_computes(backend):
 
 
 def test_sequential_plans_again_when_a_child_is_replaced_or_removed():
-    """The stage plan is kept on the model between calls; setting or deleting a child must renew it."""
+    """The stage plan is saved on the model between calls; setting or deleting a child must renew it."""
     x = np.random.default_rng(4).standard_normal((2, 1, 4, 4)).astype(np.float32)
     model = Sequential(Conv2d(1, 2, 3, rng=0), ReLU(), Flatten(), Linear(8, 3, rng=1))
     with nn.use_backend("numba"):
@@ -374,8 +374,8 @@ def test_gemm_conv_stage_matches_the_layers_one_by_one(x_shape, out_channels, ke
     expected_y, expected_dx, (expected_dw, expected_db) = unfused_stage(conv, relu, None, x, dout)
 
     stage = GemmConvStage(conv, relu)
-    y, kept = stage.forward(x, training=True)
-    dx = stage.backward(dout, kept, need_input_grad=True)
+    y, saved = stage.forward(x, training=True)
+    dx = stage.backward(dout, saved, need_input_grad=True)
     tol = TOLERANCE[dtype]
     assert y.dtype == dx.dtype == dtype and y.shape == expected_y.shape and dx.shape == x.shape
     assert np.any(expected_dx != 0) and np.any(expected_dw != 0)  # the comparison means something
@@ -387,7 +387,7 @@ def test_gemm_conv_stage_matches_the_layers_one_by_one(x_shape, out_channels, ke
     assert nothing is None
     np.testing.assert_array_equal(y_eval, y)
     conv.zero_grad()
-    assert stage.backward(dout, kept, need_input_grad=False) is None
+    assert stage.backward(dout, saved, need_input_grad=False) is None
     np.testing.assert_allclose(conv.weight.grad, expected_dw, rtol=tol, atol=tol)
 
 
@@ -503,12 +503,12 @@ def test_a_subclass_of_a_layer_is_run_as_itself_not_fused():
         assert planner.plan_of(Doubled(1, 1, 1)) is None
 
 
-def test_a_fused_stage_clears_its_layers_own_records():
+def test_a_fused_stage_drops_what_its_layers_saved_earlier():
     """After a fused training forward, a layer's own backward would use stale data: it refuses instead."""
     model = Sequential(Conv2d(1, 2, 3, rng=0), ReLU(), MaxPool2d(2))
     x = np.zeros((2, 1, 6, 6), dtype=np.float32)
     with nn.use_backend("numpy"):
-        model(x)  # leaves records on every layer
+        model(x)  # every layer saves what its backward needs
     with nn.use_backend("numba"):
         model(x)
     for layer in model:

@@ -241,11 +241,11 @@ def test_a_module_applied_twice_accumulates_both_gradients(backend, build):
     np.testing.assert_allclose(bias.grad, reference[0].bias.grad + reference[2].bias.grad, rtol=1e-12)
 
 
-def test_a_module_called_by_bare_forward_keeps_one_record_per_call():
+def test_a_module_called_by_bare_forward_keeps_what_one_call_saved():
     fc = nn.Linear(2, 2, rng=0)
     for _ in range(3):
         fc.forward(np.ones((1, 2)))
-    assert len(vars(fc)["_saved_for_backward"]) == 1  # records never pile up
+    assert len(vars(fc)["_saved_for_backward"]) == 1  # nothing piles up
 
 
 def test_a_tied_parameter_is_listed_once_and_stepped_once():

@@ -14,7 +14,7 @@ from ..ops import loss_kernels
 class CrossEntropyPlan:
     """How the numba backend runs one ``CrossEntropyLoss``: ``forward(logits, labels, training)``, ``backward``."""
 
-    fused_layers = ()  # the loss itself keeps the record
+    fused_layers = ()  # the loss itself keeps what the plan saved
 
     def __init__(self, loss):
         self.loss = loss
@@ -32,13 +32,13 @@ class CrossEntropyPlan:
             loss = loss / n
         return loss.astype(z.dtype), (dict(logp=logp, labels=labels) if training else None)
 
-    def backward(self, kept, dout=1.0, need_input_grad=True):
+    def backward(self, saved, dout=1.0, need_input_grad=True):
         if not need_input_grad:
             return None
-        logp = kept["logp"]
+        logp = saved["logp"]
         dout = np.asarray(dout, dtype=logp.dtype)
         if dout.size != 1:
             raise ValueError(f"CrossEntropyLoss.backward: expected a scalar dout (the loss is a scalar), "
                              f"got shape {dout.shape}")
         scale = (1.0 / logp.shape[0] if self.loss.reduction == "mean" else 1.0) * float(dout.reshape(()))
-        return loss_kernels.cross_entropy_backward(logp, kept["labels"], scale)
+        return loss_kernels.cross_entropy_backward(logp, saved["labels"], scale)

@@ -104,17 +104,17 @@ def _make_plan(module):
 
 
 def plan_of(module):
-    """How ``module`` runs now: a plan (``forward(*inputs, training)`` -> ``(out, kept)``, ``backward(kept, dout,
+    """How ``module`` runs now: a plan (``forward(*inputs, training)`` -> ``(out, saved)``, ``backward(saved, dout,
     need_input_grad)``), or None for its own ``forward``/``backward``.
 
-    Planned once per module and kept on it, so it lives and dies with the model; setting or
+    Planned once per module and saved on it, so it lives and dies with the model; setting or
     removing a child plans again (``Module.__setattr__``). A layer added inside a nested module
     later does not (it is still run, by that module; only the choice of BLAS may be stale).
     """
     if get_backend() != "numba":
         return None
     if type(module) not in COMPILED_LAYERS and type(module) is not CrossEntropyLoss and not _runs_as_sequential(module):
-        return None  # its own forward: nothing to plan, nothing kept on it
+        return None  # its own forward: nothing to plan, nothing saved on it
     remembered = module.__dict__.get(PLAN_ATTRIBUTE)
     if remembered is None:
         remembered = module.__dict__[PLAN_ATTRIBUTE] = (_make_plan(module),)
@@ -176,7 +176,7 @@ class Plan:
         self.fused_layers = tuple(layer for stage in self.stages if stage.fused for layer in stage.layers)
 
     def forward(self, x, training):
-        """x -> ``(output, kept)``; ``kept`` holds each stage's record in training mode, None in eval mode.
+        """x -> ``(output, saved)``; ``saved`` holds what each stage saved in training mode, None in eval mode.
 
         In eval mode, a large batch goes through each run of ``segments`` in slices of
         ``EVAL_SLICE`` images where that is safe: the intermediate arrays stay small enough to stay
@@ -190,14 +190,14 @@ class Plan:
                     for stage in run:
                         x, _ = stage.forward(x, False)
             return x, None
-        kept = []
+        saved = []
         for stage in self.stages:
-            x, stage_kept = stage.forward(x, True)
-            kept.append(stage_kept)
-        return x, kept
+            x, stage_saved = stage.forward(x, True)
+            saved.append(stage_saved)
+        return x, saved
 
-    def backward(self, kept, dout, need_input_grad=True):
+    def backward(self, saved, dout, need_input_grad=True):
         """d loss / d output -> d loss / d input, through the stages in reverse (the first skips dL/dx if asked)."""
         for k in range(len(self.stages) - 1, -1, -1):
-            dout = self.stages[k].backward(dout, kept[k], need_input_grad or k > 0)
+            dout = self.stages[k].backward(dout, saved[k], need_input_grad or k > 0)
         return dout

@@ -3,7 +3,7 @@
 A stage reads its layers' parameters and settings (``conv.weight``, ``conv.stride``, ...) and calls
 the kernels of ``nn.ops``; it never calls a layer's ``forward``/``backward`` (except ``ModuleStage``,
 which runs a module as the execution layer runs it alone). Its ``forward(x, training)`` returns
-``(output, kept)``, ``kept`` being what its ``backward(dout, kept, need_input_grad)`` needs, None in
+``(output, saved)``, ``saved`` being what its ``backward(dout, saved, need_input_grad)`` needs, None in
 eval mode: a stage keeps nothing on itself but scratch arrays its training backward reuses, so one
 plan serves every call and every thread in eval mode. Errors name the layer, as the layer's own would.
 """
@@ -27,7 +27,7 @@ class ModuleStage:
     """One module, run as the execution layer runs it alone: ``module(x)`` and ``module.backward``.
 
     That is its reference ``forward``/``backward`` (a layer of one's own, ``ReLU``, ``Flatten``), or
-    its own plan (a nested ``Sequential``, a lone ``MaxPool2d``); the module keeps its own records.
+    its own plan (a nested ``Sequential``, a lone ``MaxPool2d``); the module keeps what it saved.
     """
 
     fused = False
@@ -39,7 +39,7 @@ class ModuleStage:
     def forward(self, x, training):
         return self.layers[0](x), None
 
-    def backward(self, dout, kept, need_input_grad):
+    def backward(self, dout, saved, need_input_grad):
         return self.layers[0].backward(dout, need_input_grad=need_input_grad)
 
 
@@ -73,13 +73,13 @@ class ConvStage:
             return out, None
         return out, dict(x=x, out=out, argmax=argmax, pool_kernel=pool_kernel, pool_stride=pool_stride)
 
-    def backward(self, dout, kept, need_input_grad):
+    def backward(self, dout, saved, need_input_grad):
         conv = self.conv
-        dout = check_dout("Conv2d", dout, kept["out"].shape, conv.weight.dtype)
+        dout = check_dout("Conv2d", dout, saved["out"].shape, conv.weight.dtype)
         return conv_kernels.conv_backward(
-            dout, kept["x"], kept["out"], kept["argmax"], conv.weight.data, grad_target(conv.weight),
-            grad_target(conv.bias), conv.stride, conv.padding, self.relu is not None, kept["pool_kernel"],
-            kept["pool_stride"], need_input_grad=need_input_grad, buffers=self.scratch)
+            dout, saved["x"], saved["out"], saved["argmax"], conv.weight.data, grad_target(conv.weight),
+            grad_target(conv.bias), conv.stride, conv.padding, self.relu is not None, saved["pool_kernel"],
+            saved["pool_stride"], need_input_grad=need_input_grad, buffers=self.scratch)
 
 
 class GemmConvStage:
@@ -124,22 +124,22 @@ class GemmConvStage:
             return out, None
         return out, dict(col=col, out=out, x_shape=x.shape, geometry=geometry)
 
-    def backward(self, dout, kept, need_input_grad):
+    def backward(self, dout, saved, need_input_grad):
         """``dY = dout * [out > 0]`` (with ReLU), then the three products of ``Conv2d``'s docstring in
         ``col``'s column order, and ``col2im_rows``; ``dout`` and dL/dx in the layouts of the forward's."""
         conv = self.conv
-        dout = check_dout("Conv2d", dout, kept["out"].shape, conv.weight.dtype)
-        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, kept["out"], self.relu is not None,
+        dout = check_dout("Conv2d", dout, saved["out"].shape, conv.weight.dtype)
+        dout_matrix, bias_grad = gemm_kernels.output_gradient_rows(dout, saved["out"], self.relu is not None,
                                                                    self.channels_last_out)
         out_channels, in_channels, kh, kw = conv.weight.shape
         if conv.weight.requires_grad:
-            grad_rows = dout_matrix.T @ kept["col"]  # (C_out, kh * kw * C_in), in the order (i, j, c)
+            grad_rows = dout_matrix.T @ saved["col"]  # (C_out, kh * kw * C_in), in the order (i, j, c)
             conv.weight.grad += grad_rows.reshape(out_channels, kh, kw, in_channels).transpose(0, 3, 1, 2)
         if conv.bias is not None and conv.bias.requires_grad:
             conv.bias.grad += bias_grad
         if not need_input_grad:
             return None
-        return gemm_kernels.col2im_rows(dout_matrix @ self._weight_rows(), kept["x_shape"], *kept["geometry"],
+        return gemm_kernels.col2im_rows(dout_matrix @ self._weight_rows(), saved["x_shape"], *saved["geometry"],
                                         channels_last=self.channels_last_in)
 
 
@@ -161,10 +161,10 @@ class LinearStage:
         out = linear_kernels.linear_forward(x, linear.weight.data, bias, self.relu is not None, self.blas)
         return out, (dict(x=x, out=out) if training else None)
 
-    def backward(self, dout, kept, need_input_grad):
+    def backward(self, dout, saved, need_input_grad):
         linear = self.linear
-        dout = check_dout("Linear", dout, kept["out"].shape, linear.weight.dtype)
-        return linear_kernels.linear_backward(dout, kept["x"], kept["out"], linear.weight.data,
+        dout = check_dout("Linear", dout, saved["out"].shape, linear.weight.dtype)
+        return linear_kernels.linear_backward(dout, saved["x"], saved["out"], linear.weight.data,
                                               grad_target(linear.weight), grad_target(linear.bias),
                                               self.relu is not None, need_input_grad, self.blas)
 
@@ -186,18 +186,18 @@ class PoolStage:
         out, argmax = numba_ops.maxpool2d_forward(x, *pool.kernel_size, *pool.stride)
         return out, (dict(argmax=argmax, x_shape=x.shape, dtype=x.dtype) if training else None)
 
-    def backward(self, dout, kept, need_input_grad):
+    def backward(self, dout, saved, need_input_grad):
         if not need_input_grad:
             return None
-        pool, argmax = self.pool, kept["argmax"]
-        dout = check_dout("MaxPool2d", dout, argmax.shape, kept["dtype"])
-        return numba_ops.maxpool2d_backward(dout, argmax, kept["x_shape"], *pool.kernel_size, *pool.stride)
+        pool, argmax = self.pool, saved["argmax"]
+        dout = check_dout("MaxPool2d", dout, argmax.shape, saved["dtype"])
+        return numba_ops.maxpool2d_backward(dout, argmax, saved["x_shape"], *pool.kernel_size, *pool.stride)
 
 
 class StageModule(Module):
     """One stage as a ``Module`` of its own (``Sequential.named_stages``), e.g. to time stages one by one.
 
-    Its forward keeps the stage's record in training mode, as any layer does; its parameters are
+    Its forward saves what the stage's backward needs in training mode, as any layer does; its parameters are
     those of the stage's layers, which it does not own (``parameters()`` is empty).
     """
 
@@ -205,9 +205,9 @@ class StageModule(Module):
         self._stage = stage
 
     def forward(self, x):
-        out, kept = self._stage.forward(x, self.training)
-        self.save_for_backward(kept=kept)
+        out, saved = self._stage.forward(x, self.training)
+        self.save_for_backward(stage=saved)
         return out
 
     def backward(self, dout, need_input_grad=True):
-        return self._stage.backward(dout, self.saved()["kept"], need_input_grad)
+        return self._stage.backward(dout, self.saved()["stage"], need_input_grad)
