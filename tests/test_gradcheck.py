@@ -129,9 +129,8 @@ class AssigningLinear(nn.Linear):
 
 
 def test_an_assignment_instead_of_accumulation_is_reported_with_the_tensor_and_index():
-    with nn.use_backend("numpy"):
-        x = np.random.default_rng(0).standard_normal((2, 4))
-        (dx, weight, bias) = nn.gradcheck(AssigningLinear(4, 3, rng=0), x)
+    x = np.random.default_rng(0).standard_normal((2, 4))
+    (dx, weight, bias) = nn.gradcheck(AssigningLinear(4, 3, rng=0), x)
     assert dx.passed and bias.passed
     assert not weight.passed and weight.max_abs_err < 1e-8  # the first call's values are right
     (problem,) = weight.problems
@@ -225,13 +224,12 @@ class IgnoresNeedInputGrad(nn.Linear):
 
 def test_need_input_grad_false_is_exercised():
     x = np.random.default_rng(0).standard_normal((2, 4))
-    with nn.use_backend("numpy"):
-        (dx, weight, bias) = nn.gradcheck(ForgetsBiasWithoutInputGrad(4, 3, rng=0), x)
-        assert dx.passed and weight.passed and not bias.passed
-        assert bias.problems[0].startswith("with need_input_grad=False, bias.grad[")
-        (dx, weight, bias) = nn.gradcheck(IgnoresNeedInputGrad(4, 3, rng=0), x)
-        assert weight.passed and bias.passed and not dx.passed
-        assert dx.problems == ("backward(dout, need_input_grad=False) returned a gradient; expected None",)
+    (dx, weight, bias) = nn.gradcheck(ForgetsBiasWithoutInputGrad(4, 3, rng=0), x)
+    assert dx.passed and weight.passed and not bias.passed
+    assert bias.problems[0].startswith("with need_input_grad=False, bias.grad[")
+    (dx, weight, bias) = nn.gradcheck(IgnoresNeedInputGrad(4, 3, rng=0), x)
+    assert weight.passed and bias.passed and not dx.passed
+    assert dx.problems == ("backward(dout, need_input_grad=False) returned a gradient; expected None",)
 
 
 def test_frozen_parameters_are_not_checked():
