@@ -5,6 +5,7 @@ import os
 
 import nn
 
+from .lenet1998 import LeNet1998
 from .model import DEFAULT_NORMALIZATION, LeNet5
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights", "lenet5.npz")
@@ -37,4 +38,4 @@ def _finite(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-__all__ = ["DEFAULT_NORMALIZATION", "DEFAULT_WEIGHTS", "LeNet5", "load_model"]
+__all__ = ["DEFAULT_NORMALIZATION", "DEFAULT_WEIGHTS", "LeNet1998", "LeNet5", "load_model"]

@@ -5,10 +5,13 @@ formulas. Names and array layouts follow PyTorch (NCHW, ``weight`` of shape (out
 """
 
 from . import optim
-from .activation import ReLU
+from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from .avgpool import AvgPool2d
 from .backend import get_backend, set_backend, use_backend
+from .batchnorm import BatchNorm1d, BatchNorm2d
 from .containers import ModuleDict, ModuleList
 from .conv import Conv2d
+from .dropout import Dropout
 from .flatten import Flatten
 from .gradient_check import gradcheck
 from .linear import Linear
@@ -18,9 +21,11 @@ from .parameter import Parameter
 from .pool import MaxPool2d
 from .sequential import Sequential
 from .serialization import load, save
+from .subsampling import Subsampling
 
 __all__ = [
-    "BackwardBeforeForwardError", "Conv2d", "CrossEntropyLoss", "Flatten", "Linear", "MaxPool2d", "Module",
-    "ModuleDict", "ModuleList", "Parameter", "ReLU", "Sequential", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
+    "AvgPool2d", "BackwardBeforeForwardError", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
+    "Flatten", "LeakyReLU", "Linear", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "Parameter", "ReLU",
+    "Sequential", "Sigmoid", "Subsampling", "Tanh", "get_backend", "gradcheck", "load", "log_softmax", "optim", "save",
     "set_backend", "softmax", "use_backend",
 ]

@@ -5,6 +5,8 @@ im2col / argmax machinery in ``nn``. Only NumPy is used, so any test may import 
 Keep the shapes small when calling these.
 """
 
+import math
+
 import numpy as np
 
 
@@ -113,3 +115,166 @@ def naive_maxpool2d_backward(x, dout, kernel_size, stride=None):
                     i, j = _first_max_position(window)
                     dx[n, c, oy * sh + i, ox * sw + j] += dout[n, c, oy, ox]
     return dx
+
+
+# -- activations, average pooling, batch normalization, dropout ------------------------------------
+
+def _elementwise(function, x):
+    """``function`` applied to every element of ``x`` in turn, in float64 Python arithmetic."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([function(float(v)) for v in x.reshape(-1)]).reshape(x.shape)
+
+
+def naive_sigmoid_forward(x):
+    """``1 / (1 + e^(-x))`` per element (``e^x / (1 + e^x)`` for negative x, where e^(-x) could overflow)."""
+    return _elementwise(lambda v: 1 / (1 + math.exp(-v)) if v >= 0 else math.exp(v) / (1 + math.exp(v)), x)
+
+
+def naive_sigmoid_backward(x, dout):
+    """``dout * σ(x) (1 − σ(x))`` per element."""
+    s = naive_sigmoid_forward(x)
+    return np.asarray(dout, dtype=np.float64) * _elementwise(lambda v: v * (1 - v), s)
+
+
+def naive_tanh_forward(x):
+    """``(e^x − e^(−x)) / (e^x + e^(−x))`` per element, written through e^(−2|x|) so it cannot overflow."""
+    def tanh(v):
+        e = math.exp(-2 * abs(v))
+        return math.copysign((1 - e) / (1 + e), v)
+    return _elementwise(tanh, x)
+
+
+def naive_tanh_backward(x, dout):
+    """``dout * (1 − tanh(x)²)`` per element."""
+    return np.asarray(dout, dtype=np.float64) * _elementwise(lambda v: 1 - v * v, naive_tanh_forward(x))
+
+
+def naive_leaky_relu_forward(x, negative_slope):
+    return _elementwise(lambda v: v if v > 0 else negative_slope * v, x)
+
+
+def naive_leaky_relu_backward(x, dout, negative_slope):
+    """``dout`` where x > 0, ``negative_slope * dout`` where x <= 0 (0 included, as PyTorch)."""
+    return np.asarray(dout, dtype=np.float64) * _elementwise(lambda v: 1.0 if v > 0 else negative_slope, x)
+
+
+def _pooled_count(size, kernel, stride, padding, ceil_mode):
+    """Windows along one axis; with ``ceil_mode`` a partial last window counts if it starts before the right padding."""
+    count = math.floor((size + 2 * padding - kernel) / stride) + 1
+    if ceil_mode:
+        count = math.ceil((size + 2 * padding - kernel) / stride) + 1
+        if (count - 1) * stride >= size + padding:
+            count -= 1
+    return count
+
+
+def _avgpool_windows(shape, kernel_size, stride, padding, ceil_mode):
+    """((out_h, out_w), [(n, c, oy, ox, cells), ...]): ``cells`` the (y, x) of a window, unpadded coordinates."""
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(kernel_size if stride is None else stride)
+    ph, pw = _pair(padding)
+    n_images, channels, h, w = shape
+    out_h, out_w = _pooled_count(h, kh, sh, ph, ceil_mode), _pooled_count(w, kw, sw, pw, ceil_mode)
+    windows = [(n, c, oy, ox, [(oy * sh + i - ph, ox * sw + j - pw) for i in range(kh) for j in range(kw)])
+               for n in range(n_images) for c in range(channels) for oy in range(out_h) for ox in range(out_w)]
+    return (out_h, out_w), windows
+
+
+def _avgpool_divisor(cells, shape, padding, count_include_pad, divisor_override):
+    """The override; else the cells inside the padded input (``count_include_pad``) or inside the input."""
+    if divisor_override is not None:
+        return divisor_override
+    h, w = shape[2:]
+    ph, pw = _pair(padding) if count_include_pad else (0, 0)
+    return sum(-ph <= y < h + ph and -pw <= x < w + pw for y, x in cells)
+
+
+def naive_avgpool2d_forward(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                            divisor_override=None):
+    """``y[n, c, oy, ox]`` = the sum of the window's elements inside x (padding adds zeros) / the divisor."""
+    x = np.asarray(x, dtype=np.float64)
+    h, w = x.shape[2:]
+    out_shape, windows = _avgpool_windows(x.shape, kernel_size, stride, padding, ceil_mode)
+    y = np.zeros(x.shape[:2] + out_shape)
+    for n, c, oy, ox, cells in windows:
+        total = sum(x[n, c, i, j] for i, j in cells if 0 <= i < h and 0 <= j < w)
+        y[n, c, oy, ox] = total / _avgpool_divisor(cells, x.shape, padding, count_include_pad, divisor_override)
+    return y
+
+
+def naive_avgpool2d_backward(x_shape, dout, kernel_size, stride=None, padding=0, ceil_mode=False,
+                             count_include_pad=True, divisor_override=None):
+    """dx: each window gives every element of it inside x the share ``dout / divisor``."""
+    dout = np.asarray(dout, dtype=np.float64)
+    h, w = x_shape[2:]
+    dx = np.zeros(x_shape)
+    for n, c, oy, ox, cells in _avgpool_windows(x_shape, kernel_size, stride, padding, ceil_mode)[1]:
+        share = dout[n, c, oy, ox] / _avgpool_divisor(cells, x_shape, padding, count_include_pad, divisor_override)
+        for i, j in cells:
+            if 0 <= i < h and 0 <= j < w:
+                dx[n, c, i, j] += share
+    return dx
+
+
+def _channel_values(x, c):
+    """Every element of channel ``c`` of x (N, C) or (N, C, L) or (N, C, H, W), as a flat list."""
+    return list(np.asarray(x, dtype=np.float64)[:, c].reshape(-1))
+
+
+def naive_batchnorm_statistics(x):
+    """Per channel c: (mean, biased variance, unbiased variance) of its m = N * (spatial size) values."""
+    x = np.asarray(x, dtype=np.float64)
+    stats = []
+    for c in range(x.shape[1]):
+        values = _channel_values(x, c)
+        m = len(values)
+        mean = sum(values) / m
+        squares = sum((v - mean) ** 2 for v in values)
+        stats.append((mean, squares / m, squares / (m - 1)))
+    return np.array(stats).T  # three rows: mean, biased variance, unbiased variance
+
+
+def naive_batchnorm_forward(x, gamma, beta, eps, mean=None, var=None):
+    """``y = γ (x − μ) / √(σ² + ε) + β`` per channel, with the batch's μ, σ² (biased) unless given."""
+    x = np.asarray(x, dtype=np.float64)
+    if mean is None:
+        mean, var, _ = naive_batchnorm_statistics(x)
+    y = np.empty_like(x)
+    for c in range(x.shape[1]):
+        y[:, c] = gamma[c] * (x[:, c] - mean[c]) / math.sqrt(var[c] + eps) + beta[c]
+    return y
+
+
+def naive_batchnorm_backward(x, dout, gamma, eps):
+    """(dx, dγ, dβ) of training-mode batch norm, by the chain rule through the graph, node by node.
+
+    Per channel, with m values: x̂ = (x − μ) · s, s = (σ² + ε)^(−1/2), σ² = (1/m) Σ (x − μ)².
+    dx̂ = dout γ; dσ² = Σ dx̂ (x − μ) · (−1/2) s³; dμ = −s Σ dx̂ + dσ² · (−2/m) Σ (x − μ);
+    dx = dx̂ s + dσ² · 2 (x − μ) / m + dμ / m; dγ = Σ dout x̂; dβ = Σ dout. The compact formula
+    ``nn.BatchNorm2d`` uses is not used here: this is the graph, edge by edge, as the study page draws it.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dout = np.asarray(dout, dtype=np.float64)
+    dx, dgamma, dbeta = np.empty_like(x), np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for c in range(x.shape[1]):
+        xc, gc = x[:, c], dout[:, c]
+        m = xc.size
+        mean = sum(_channel_values(x, c)) / m
+        centered = xc - mean
+        var = sum(v * v for v in centered.reshape(-1)) / m
+        s = 1 / math.sqrt(var + eps)
+        x_hat = centered * s
+        dx_hat = gc * gamma[c]
+        dvar = np.sum(dx_hat * centered) * -0.5 * s ** 3
+        dmean = -s * np.sum(dx_hat) + dvar * -2 / m * np.sum(centered)
+        dx[:, c] = dx_hat * s + dvar * 2 * centered / m + dmean / m
+        dgamma[c] = np.sum(gc * x_hat)
+        dbeta[c] = np.sum(gc)
+    return dx, dgamma, dbeta
+
+
+def naive_dropout_forward(x, keep, p):
+    """``x / (1 − p)`` where ``keep`` is True, 0 elsewhere (every element dropped if p = 1)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.array([v / (1 - p) if k and p < 1 else 0.0 for v, k in zip(x.reshape(-1), np.reshape(keep, -1))]
+                    ).reshape(x.shape)
