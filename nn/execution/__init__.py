@@ -1,0 +1,1 @@
+"""The execution layer: decides what runs compiled on the current backend."""
