@@ -112,9 +112,14 @@ def schedule_twins(name, options):
             getattr(torch.optim.lr_scheduler, name)(their_opt, **options))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 @pytest.mark.parametrize("name,options", SCHEDULES, ids=[f"{n}-{o}" for n, o in SCHEDULES])
-def test_twelve_epochs_of_a_schedule_agree_with_pytorch(name, options):
-    ours, theirs = schedule_twins(name, options)
+def test_twelve_epochs_of_a_schedule_agree_with_pytorch(name, options, backend):
+    with nn.use_backend(backend):
+        check_twelve_epochs(*schedule_twins(name, options))
+
+
+def check_twelve_epochs(ours, theirs):
     for epoch in range(EPOCHS):
         assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=0, abs=TOLERANCE), f"epoch {epoch}"
         assert [g["lr"] for g in ours.optimizer.param_groups] == ours.get_last_lr()
