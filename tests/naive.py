@@ -155,7 +155,7 @@ def naive_adam(p0, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, am
 
 
 def naive_rmsprop(p0, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-    """RMSprop: s = alpha s + (1 - alpha) g^2 (minus the squared mean gradient if centered), p -= lr g / (sqrt(s) + eps)."""
+    """RMSprop: s = alpha s + (1 - alpha) g^2, p -= lr g / (sqrt(s) + eps); centered, s minus the squared mean g."""
     n = np.size(p0)
     p, s, a, b, history = [float(x) for x in np.ravel(p0)], [0.0] * n, [0.0] * n, [0.0] * n, []
     for grad in grads:

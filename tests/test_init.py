@@ -102,7 +102,8 @@ def test_the_spread_and_the_gains_agree_with_pytorch():
         assert ours.std() == pytest.approx(theirs.std(), rel=0.01), name
         if name in UNIFORM:
             assert np.abs(ours).max() == pytest.approx(np.abs(theirs).max(), rel=1e-3), name
-    for nonlinearity, param in [("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.3), ("selu", None)]:
+    for nonlinearity, param in [("tanh", None), ("relu", None), ("leaky_relu", None), ("leaky_relu", 0.3),
+                                ("selu", None)]:
         assert init.calculate_gain(nonlinearity, param) == torch.nn.init.calculate_gain(nonlinearity, param)
     w = np.empty((7, 3, 2, 5))
     assert init._calculate_fan_in_and_fan_out(w) == torch.nn.init._calculate_fan_in_and_fan_out(torch.empty(w.shape))

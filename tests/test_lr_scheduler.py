@@ -53,8 +53,9 @@ def test_every_group_follows_its_own_base_rate():
     assert scheduler.base_lrs == [0.1, 1.0] and [g["initial_lr"] for g in opt.param_groups] == [0.1, 1.0]
 
 
-@pytest.mark.parametrize("make", [lambda o: StepLR(o, 3), lambda o: MultiStepLR(o, [2, 5]),
-                                  lambda o: CosineAnnealingLR(o, 6, eta_min=0.001)], ids=["step", "multistep", "cosine"])
+@pytest.mark.parametrize("make", [
+    lambda o: StepLR(o, 3), lambda o: MultiStepLR(o, [2, 5]), lambda o: CosineAnnealingLR(o, 6, eta_min=0.001),
+], ids=["step", "multistep", "cosine"])
 def test_a_run_resumed_from_json_state_dicts_continues_bit_for_bit(make, tmp_path):
     straight = rates(make(optimizer()), 12)
     first = make(optimizer())

@@ -190,7 +190,7 @@ class Optimizer:
             self._check(new_group)
             new_groups.append((indices, new_group))
         state = {}
-        for g, (indices, group) in enumerate(new_groups):
+        for indices, group in new_groups:
             for i, p in zip(indices, group["params"]):
                 state[p] = {name: self._buffer(p, f"state.{i}.{name}", value)
                             for name, value in buffers.pop(i, {}).items()}

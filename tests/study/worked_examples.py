@@ -137,7 +137,8 @@ _OPERATORS = ("**", "-", "+", "*", "/")
 
 
 def _python_arithmetic(text):
-    text = re.sub(r"(\d)([⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)", lambda m: f"{m.group(1)}**({m.group(2).translate(_SUPERSCRIPT)})", text)
+    text = re.sub(r"(\d)([⁻⁰¹²³⁴⁵⁶⁷⁸⁹]+)",
+                  lambda m: f"{m.group(1)}**({m.group(2).translate(_SUPERSCRIPT)})", text)
     text = re.sub(r"√(\d+(?:\.\d+)?)", r"sqrt(\1)", text).replace("√(", "sqrt(").replace("^", "**")
     return text.translate(_SYMBOLS)
 
