@@ -278,3 +278,81 @@ def naive_dropout_forward(x, keep, p):
     x = np.asarray(x, dtype=np.float64)
     return np.array([v / (1 - p) if k and p < 1 else 0.0 for v, k in zip(x.reshape(-1), np.reshape(keep, -1))]
                     ).reshape(x.shape)
+# Optimizers and schedules, one coordinate at a time, written from each paper's formulas with Python
+# floats: the bias-corrected moments of Adam are formed explicitly, as the paper writes them.
+
+def naive_sgd(p0, grads, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    """Parameter after each step of SGD (PyTorch's rule, dampening included), for a flat ``p0``."""
+    p, buf, history = [float(v) for v in np.ravel(p0)], [None] * np.size(p0), []
+    for grad in grads:
+        for k, g in enumerate(np.ravel(grad)):
+            d = g + weight_decay * p[k]
+            if momentum:
+                buf[k] = d if buf[k] is None else momentum * buf[k] + (1 - dampening) * d
+                d = d + momentum * buf[k] if nesterov else buf[k]
+            p[k] -= lr * d
+        history.append(np.reshape(p, np.shape(p0)))
+    return history
+
+
+def naive_adam(p0, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, decoupled=False):
+    """Adam (Kingma & Ba, Algorithm 1): m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t),
+    p -= lr * m_hat / (sqrt(v_hat) + eps); AdamW first shrinks p by (1 - lr * weight_decay)."""
+    beta1, beta2 = betas
+    n = np.size(p0)
+    p, m, v, v_max, history = [float(x) for x in np.ravel(p0)], [0.0] * n, [0.0] * n, [0.0] * n, []
+    for t, grad in enumerate(grads, start=1):
+        for k, g in enumerate(np.ravel(grad)):
+            if decoupled:
+                p[k] *= 1 - lr * weight_decay
+            else:
+                g = g + weight_decay * p[k]
+            m[k] = beta1 * m[k] + (1 - beta1) * g
+            v[k] = beta2 * v[k] + (1 - beta2) * g * g
+            v_max[k] = max(v_max[k], v[k])
+            m_hat = m[k] / (1 - beta1 ** t)
+            v_hat = (v_max[k] if amsgrad else v[k]) / (1 - beta2 ** t)
+            p[k] -= lr * m_hat / (v_hat ** 0.5 + eps)
+        history.append(np.reshape(p, np.shape(p0)))
+    return history
+
+
+def naive_rmsprop(p0, grads, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
+    """RMSprop: s = alpha s + (1 - alpha) g^2, p -= lr g / (sqrt(s) + eps); centered, s minus the squared mean g."""
+    n = np.size(p0)
+    p, s, a, b, history = [float(x) for x in np.ravel(p0)], [0.0] * n, [0.0] * n, [0.0] * n, []
+    for grad in grads:
+        for k, g in enumerate(np.ravel(grad)):
+            g = g + weight_decay * p[k]
+            s[k] = alpha * s[k] + (1 - alpha) * g * g
+            a[k] = alpha * a[k] + (1 - alpha) * g
+            denom = ((s[k] - a[k] ** 2) if centered else s[k]) ** 0.5 + eps
+            if momentum:
+                b[k] = momentum * b[k] + g / denom
+                p[k] -= lr * b[k]
+            else:
+                p[k] -= lr * g / denom
+        history.append(np.reshape(p, np.shape(p0)))
+    return history
+
+
+def naive_adagrad(p0, grads, lr, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10):
+    """Adagrad: s += g^2, p -= lr / (1 + (t - 1) lr_decay) * g / (sqrt(s) + eps)."""
+    p, s, history = [float(x) for x in np.ravel(p0)], [initial_accumulator_value] * np.size(p0), []
+    for t, grad in enumerate(grads, start=1):
+        for k, g in enumerate(np.ravel(grad)):
+            g = g + weight_decay * p[k]
+            s[k] += g * g
+            p[k] -= lr / (1 + (t - 1) * lr_decay) * g / (s[k] ** 0.5 + eps)
+        history.append(np.reshape(p, np.shape(p0)))
+    return history
+
+
+def naive_step_lr(base_lr, epochs, milestones, gamma):
+    """lr of each epoch: base_lr times gamma once per milestone already reached (StepLR: every k-th epoch)."""
+    return [base_lr * gamma ** sum(1 for m in milestones if m <= e) for e in range(epochs)]
+
+
+def naive_cosine_lr(base_lr, epochs, T_max, eta_min=0.0):
+    """lr of each epoch on the cosine: eta_min + (base_lr - eta_min) (1 + cos(pi e / T_max)) / 2."""
+    return [eta_min + (base_lr - eta_min) * (1 + np.cos(np.pi * e / T_max)) / 2 for e in range(epochs)]

@@ -48,11 +48,9 @@ def test_a_layer_file_holds_no_backend_code(name):
 
 
 def optimizer_files():
-    return [NN / "optim.py"] if (NN / "optim.py").is_file() else sorted((NN / "optim").glob("*.py"))
+    return sorted((NN / "optim").glob("*.py"))
 
 
-@pytest.mark.xfail(strict=True, reason="SGD's compiled update moves to nn/execution/optimizer.py with the nn.optim "
-                                       "package; then this passes and the mark goes")
 def test_the_optimizer_holds_no_backend_code():
     assert {str(f.name): backend_code(f.read_text()) for f in optimizer_files()} == {f.name: [] for f in optimizer_files()}
 

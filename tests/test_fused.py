@@ -664,7 +664,7 @@ def test_sgd_update_gives_the_bits_of_nn_optim_sgd(dtype, momentum, weight_decay
         sgd_kernels.sgd_update(data, grad, buffer, 0.05, momentum, weight_decay, nesterov, first=step == 0)
         np.testing.assert_array_equal(data, reference.data)
         if momentum:
-            np.testing.assert_array_equal(buffer, optimizer.momentum_buffers[0])
+            np.testing.assert_array_equal(buffer, optimizer.state[reference]["momentum_buffer"])
 
 
 def test_gemm_conv_stage_relu_turns_nan_into_zero_as_the_relu_layer_does():

@@ -285,7 +285,6 @@ def test_a_frozen_parameter_accumulates_no_gradient_and_the_others_are_unchanged
             np.testing.assert_allclose(p.grad, q.grad, rtol=1e-12, err_msg=name)
 
 
-@pytest.mark.xfail(strict=True, reason="the optimizer skipping frozen parameters comes with the nn.optim package")
 def test_a_frozen_parameter_is_never_stepped():
     model = mlp()
     model[0].weight.requires_grad = False

@@ -3,7 +3,7 @@
 import numpy as np
 
 import nn
-from tests.study.worked_examples import worked_example
+from tests.study.worked_examples import read_example, worked_example
 
 
 def test_three_logits_give_p_minus_onehot(backend):
@@ -31,3 +31,25 @@ def test_the_batch_mean_divides_each_gradient_by_n(backend):
         criterion = nn.CrossEntropyLoss()
         page.check("loss", criterion(page.array("z"), np.array(page.scalar("label"))))
         page.check("dz", criterion.backward())
+
+
+def test_the_jacobian_route_gives_the_same_gradient(backend):
+    """03-softmax-cross-entropy.md § Worked example: the Jacobian route. J = diag(p) − ppᵀ, checked by
+    central differences of nn.softmax; Jᵀ·(−onehot/p[y]) is CrossEntropyLoss's dz."""
+    three = read_example("03-softmax-cross-entropy.md", "three-logits")
+    z, label = three.array("z"), np.array(three.scalar("label"))
+    p = nn.softmax(z)[0]
+    with worked_example("03-softmax-cross-entropy.md", "softmax-jacobian") as page:
+        jacobian = np.diag(p) - np.outer(p, p)
+        eps = 1e-6
+        numeric = np.stack([(nn.softmax(z + eps * e)[0] - nn.softmax(z - eps * e)[0]) / (2 * eps)
+                            for e in np.eye(3)], axis=1)  # column c: ∂p/∂z[c]
+        np.testing.assert_allclose(jacobian, numeric, atol=1e-9)
+        page.check("J", jacobian)
+        page.check("column_sums", jacobian.sum(axis=0))
+        dl_dp = np.where(np.arange(3) == label[0], -1 / p, 0.0)
+        page.check("dL_dp", dl_dp)
+        criterion = nn.CrossEntropyLoss()
+        criterion(z, label)
+        page.check("dz", jacobian.T @ dl_dp)
+        np.testing.assert_allclose(jacobian.T @ dl_dp, criterion.backward()[0], atol=1e-12)

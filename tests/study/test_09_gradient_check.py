@@ -49,3 +49,18 @@ def test_a_one_percent_error_in_one_gradient_fails_that_gradient_only(backend):
             page.check("tensors", [r.tensor for r in results])
             page.check(key, ["PASS" if r.passed else "FAIL" for r in results])
         page.check("input_max_rel_err", results[0].max_rel_err, atol=1e-6)
+
+
+def test_the_best_float32_step_and_the_error_it_gives():
+    """09-gradient-check.md § Worked example: the best float32 step. ε* = (3u|f|/|f'''|)^(1/3), E(ε*) = ε*²|f'''|/2."""
+    with worked_example(PAGE, "float32-step-size") as page:
+        u = float(np.finfo(np.float32).eps) / 2  # unit roundoff 2⁻²⁴: half the gap between 1 and the next float32
+        page.check("u", u, atol=0.005e-8)
+        f, f3 = page.scalar("f"), page.scalar("f3")
+        assert (f, f3) == (2.0 ** 3, 6)
+        eps_star = (3 * u * f / f3) ** (1 / 3)
+        page.check("eps_star", eps_star, atol=0.5e-4 * 0.1)
+        page.check("error_bound", eps_star ** 2 * f3 / 2, atol=0.5e-6)
+        measured = abs(central_difference_of_cube(2.0, eps_star, np.float32) - 12)
+        page.check("measured_error", measured, atol=0.05e-5)
+        assert measured <= eps_star ** 2 * f3 / 2
