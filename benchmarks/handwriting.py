@@ -1,0 +1,80 @@
+"""How well a model reads handwriting that is not MNIST: the handwriting set, through the upload path.
+
+    python -m benchmarks.handwriting                      # the shipped model
+    python -m benchmarks.handwriting --model runs/exp/lenet5.npz --errors errors.png
+
+Each digit of the set (``benchmarks.handwriting_set``: pen strokes on the page's canvas, small
+soft scans, handwriting fonts) is a PNG file, and goes exactly where an upload to
+``/api/predict`` goes: ``decode_image`` (the server's decoder), ``prepare_digit`` (MNIST-style
+preprocessing), then the model. Printed: the accuracy overall and per source, per digit, and the
+most frequent confusions (true -> read as).
+"""
+
+import argparse
+import collections
+
+import numpy as np
+
+from data.preprocess import prepare_digit
+from lenet import load_model
+from lenet.server.upload import decode_image
+
+from .handwriting_set import SET_PATH, SOURCES, load
+
+
+def prepared_digits(path=SET_PATH):
+    """The set as the model sees it: (images uint8 (N, 28, 28), labels (N,), sources (N,), details (N,))."""
+    files, labels, sources, details = load(path)
+    images = np.stack([prepare_digit(decode_image(data)) for data in files])
+    return images, labels.astype(np.intp), sources, details
+
+
+def evaluate(model, images, labels, batch_size=500):
+    """The model's predicted digit for each image (N,)."""
+    return np.concatenate([model.predict(images[i:i + batch_size]).argmax(axis=1)
+                           for i in range(0, len(images), batch_size)])
+
+
+def summary(predicted, labels, sources):
+    """Accuracy overall, per source and per digit, and the confusion pairs, most frequent first."""
+    right = predicted == labels
+    return {
+        "accuracy": float(right.mean()),
+        "count": int(len(labels)),
+        "per_source": {s: float(right[sources == s].mean()) for s in SOURCES if (sources == s).any()},
+        "per_digit": {d: float(right[labels == d].mean()) for d in range(10) if (labels == d).any()},
+        "confusions": collections.Counter(zip(labels[~right].tolist(), predicted[~right].tolist())).most_common(),
+    }
+
+
+def report(result):
+    lines = [f"Handwriting set: {100 * result['accuracy']:.1f}% of {result['count']} digits read right "
+             f"({round((1 - result['accuracy']) * result['count'])} errors)",
+             "  per source: " + ", ".join(f"{s} {100 * a:.1f}%" for s, a in result["per_source"].items()),
+             "  per digit:  " + ", ".join(f"{d}: {100 * a:.0f}%" for d, a in result["per_digit"].items()),
+             "  confusions (true -> read as, count): "
+             + (", ".join(f"{t}->{p} {n}" for (t, p), n in result["confusions"][:12]) or "none")]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Accuracy of a LeNet5 on the handwriting set (not MNIST), "
+                                                 "through the same decoding and preprocessing as uploads.")
+    parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
+    parser.add_argument("--set", default=SET_PATH, help="the set's npz (default: %(default)s)")
+    parser.add_argument("--errors", metavar="PNG", default=None,
+                        help="also draw the misclassified digits, as the model saw them, into PNG")
+    args = parser.parse_args(argv)
+    model = load_model(args.model)
+    images, labels, sources, _ = prepared_digits(args.set)
+    predicted = evaluate(model, images, labels)
+    print(report(summary(predicted, labels, sources)))
+    if args.errors:
+        from lenet import plots
+        wrong = predicted != labels
+        plots.save_misclassified(images[wrong], labels[wrong], predicted[wrong], args.errors)
+        print(f"misclassified digits -> {args.errors}")
+
+
+if __name__ == "__main__":
+    main()
