@@ -258,6 +258,14 @@ class RandomPen:
         return out
 
 
+def pen_and_scan(backend=None, launch_lock=None):
+    """The augmentation that models real handwriting: shifts, rotations and scalings as ``RandomAffine``'s
+    defaults, plus slants (shear up to 0.3) and width changes (x1/1.3 to x1.3), then ``RandomPen``'s
+    stroke widths and softness. Measured against the plain affine in docs/handwriting.md."""
+    return Compose((RandomAffine(max_shear=0.3, aspect_range=(1 / 1.3, 1.3), backend=backend, launch_lock=launch_lock),
+                    RandomPen(backend=backend, launch_lock=launch_lock)))
+
+
 @dataclass(frozen=True)
 class Compose:
     """Several augmentations in order, all drawing from the one generator: ``Compose((a, b))(images, rng)``."""

@@ -4,8 +4,8 @@ width too), seeded, in range; the pen augmentation and their composition seeded 
 import numpy as np
 import pytest
 
-from data.augment import (Compose, RandomAffine, RandomPen, affine_maps, apply_affine, rotate_scale_shift, shear,
-                          stretch_width)
+from data.augment import (Compose, RandomAffine, RandomPen, affine_maps, apply_affine, pen_and_scan,
+                          rotate_scale_shift, shear, stretch_width)
 from data.strokes import soften, stroke_width
 from data.warp import DEFAULT_BACKEND, NUMBA_AVAILABLE, PARALLEL_MIN_IMAGES, warp, warp_numba, warp_numpy
 
@@ -289,3 +289,13 @@ def test_compose_runs_its_steps_in_order_on_one_generator():
     np.testing.assert_array_equal(Compose(steps)(images, np.random.default_rng(6)), expected)
     reversed_order = Compose(steps[::-1])(images, np.random.default_rng(6))
     assert not np.array_equal(reversed_order, expected)
+
+
+def test_pen_and_scan_slants_and_changes_the_pen_after_the_plain_geometry():
+    recipe = pen_and_scan(backend="numpy")
+    affine, pen = recipe.steps
+    assert affine.max_shear > 0 and affine.aspect_range[0] < 1 < affine.aspect_range[1]
+    assert (affine.max_shift, affine.max_rotation, affine.scale_range) == (2, 10.0, (0.9, 1.1))
+    assert isinstance(pen, RandomPen)
+    images = random_images(16, (12, 28, 28))
+    np.testing.assert_array_equal(recipe(images, np.random.default_rng(1)), recipe(images, np.random.default_rng(1)))
