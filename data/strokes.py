@@ -139,24 +139,20 @@ if NUMBA_AVAILABLE:
     def _soften_image(image, weights, rows, blurred, out):
         h, w = image.shape
         r = (weights.shape[0] - 1) // 2
-        # Same sums in the same order as soften_numpy (zeros outside the image add exactly 0).
-        for y in range(h + 2 * r):
-            iy = y - r
+        # The same sums in the same order as soften_numpy, less the taps that fall outside the
+        # image: those add weight * 0.0 = +0.0 there, which leaves a sum of positive terms as it is.
+        for y in range(h):
             for x in range(w):
                 acc = 0.0
-                for i in range(2 * r + 1):
-                    ix = x + i - r
-                    if 0 <= iy < h and 0 <= ix < w:
-                        acc += weights[i] * np.float64(image[iy, ix])
-                    else:
-                        acc += weights[i] * 0.0
+                for i in range(max(0, r - x), min(2 * r, w - 1 - x + r) + 1):
+                    acc += weights[i] * np.float64(image[y, x + i - r])
                 rows[y, x] = acc
         peak = 0.0
         for y in range(h):
             for x in range(w):
                 acc = 0.0
-                for i in range(2 * r + 1):
-                    acc += weights[i] * rows[y + i, x]
+                for i in range(max(0, r - y), min(2 * r, h - 1 - y + r) + 1):
+                    acc += weights[i] * rows[y + i - r, x]
                 blurred[y, x] = acc
                 peak = max(peak, acc)
         for y in range(h):
@@ -177,17 +173,15 @@ if NUMBA_AVAILABLE:
     @numba.njit(cache=True)
     def _soften_serial(images, weights, out):
         h, w = images.shape[1], images.shape[2]
-        r = (weights.shape[1] - 1) // 2
-        rows, blurred = np.empty((h + 2 * r, w)), np.empty((h, w))
+        rows, blurred = np.empty((h, w)), np.empty((h, w))
         for i in range(images.shape[0]):
             _soften_image(images[i], weights[i], rows, blurred, out[i])
 
     @numba.njit(cache=True, parallel=True)
     def _soften_parallel(images, weights, out):
         h, w = images.shape[1], images.shape[2]
-        r = (weights.shape[1] - 1) // 2
         for i in numba.prange(images.shape[0]):
-            rows, blurred = np.empty((h + 2 * r, w)), np.empty((h, w))
+            rows, blurred = np.empty((h, w)), np.empty((h, w))
             _soften_image(images[i], weights[i], rows, blurred, out[i])
 
 
