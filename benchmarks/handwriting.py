@@ -2,12 +2,14 @@
 
     python -m benchmarks.handwriting                      # the shipped model
     python -m benchmarks.handwriting --model runs/exp/lenet5.npz --errors errors.png
+    python -m benchmarks.handwriting --widths              # also: accuracy against the pen's width
 
 Each digit of the set (``benchmarks.handwriting_set``: pen strokes on the page's canvas, small
 soft scans, handwriting fonts) is a PNG file, and goes exactly where an upload to
 ``/api/predict`` goes: ``decode_image`` (the server's decoder), ``prepare_digit`` (MNIST-style
 preprocessing), then the model. Printed: the accuracy overall and per source, per digit, and the
-most frequent confusions (true -> read as).
+most frequent confusions (true -> read as). ``--widths`` draws fresh pen digits in bands of pen
+width and prints the accuracy of each: how fast a model loses wide strokes.
 """
 
 import argparse
@@ -19,7 +21,10 @@ from data.preprocess import prepare_digit
 from lenet import load_model
 from lenet.server.upload import decode_image
 
-from .handwriting_set import SET_PATH, SOURCES, load
+from .handwriting_set import CANVAS, SET_PATH, SOURCES, draw_strokes, load, pen_strokes, png_bytes
+
+# Pen widths as fractions of the digit's height: from a hairline to a marker.
+WIDTH_BANDS = ((0.02, 0.05), (0.05, 0.10), (0.10, 0.20), (0.20, 0.30), (0.30, 0.40))
 
 
 def prepared_digits(path=SET_PATH):
@@ -60,6 +65,24 @@ def summary(predicted, labels, sources):
     }
 
 
+def width_sweep(model, per_digit=20, seed=7):
+    """[(band, accuracy, mean stroke width after preprocessing)] for pen digits drawn in each ``WIDTH_BANDS``."""
+    rows = []
+    for low, high in WIDTH_BANDS:
+        rng = np.random.default_rng(seed)  # the same digits in every band, only the pen differs
+        images, labels = [], []
+        for digit in range(10):
+            for _ in range(per_digit):
+                height = rng.uniform(90, 250)
+                picture = draw_strokes(pen_strokes(digit, rng), CANVAS, height, height * rng.uniform(low, high), rng)
+                images.append(prepare_digit(decode_image(png_bytes(picture))))
+                labels.append(digit)
+        images, labels = np.stack(images), np.array(labels)
+        accuracy = float(np.mean(evaluate(model, images, labels) == labels))
+        rows.append(((low, high), accuracy, float(stroke_widths(images).mean())))
+    return rows
+
+
 def report(result):
     lines = [f"Handwriting set: {100 * result['accuracy']:.1f}% of {result['count']} digits read right "
              f"({round((1 - result['accuracy']) * result['count'])} errors)",
@@ -75,6 +98,7 @@ def main(argv=None):
                                                  "through the same decoding and preprocessing as uploads.")
     parser.add_argument("--model", default=None, help="model file (default: the shipped model)")
     parser.add_argument("--set", default=SET_PATH, help="the set's npz (default: %(default)s)")
+    parser.add_argument("--widths", action="store_true", help="also the accuracy per band of pen width")
     parser.add_argument("--errors", metavar="PNG", default=None,
                         help="also draw the misclassified digits, as the model saw them, into PNG")
     args = parser.parse_args(argv)
@@ -83,6 +107,10 @@ def main(argv=None):
     predicted = evaluate(model, images, labels)
     print(report(summary(predicted, labels, sources)))
     print(f"  mean stroke width after preprocessing: {stroke_widths(images).mean():.2f} pixels (MNIST test: 2.1)")
+    if args.widths:
+        print("Pen digits by pen width (fraction of the digit's height -> stroke width after preprocessing):")
+        for (low, high), accuracy, width in width_sweep(model):
+            print(f"  {low:.2f}-{high:.2f} ({width:.1f} px): {100 * accuracy:.1f}%")
     if args.errors:
         from lenet import plots
         wrong = predicted != labels

@@ -92,3 +92,11 @@ def test_the_set_round_trips_through_its_file(tmp_path):
 def test_missing_fonts_name_the_packages_to_install(tmp_path):
     with pytest.raises(SystemExit, match="install the Debian packages fonts-breip"):
         handwriting_set.find_fonts({"Breip.ttf": "fonts-breip"}, dirs=(str(tmp_path),))
+
+
+def test_the_width_sweep_draws_wider_strokes_band_by_band():
+    rows = handwriting.width_sweep(load_model(), per_digit=2)
+    assert [band for band, _, _ in rows] == list(handwriting.WIDTH_BANDS)
+    widths = [width for _, _, width in rows]
+    assert widths == sorted(widths) and widths[0] < 1.5 < 4 < widths[-1]
+    assert all(0 <= accuracy <= 1 for _, accuracy, _ in rows)
