@@ -62,8 +62,8 @@ def build_parser():
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random shifts, rotations and scalings of training digits (default: on)")
     p.add_argument("--pen-and-scan", action=argparse.BooleanOptionalAction, default=False,
-                   help="with --augment, also random slants, widths, stroke widths and softness, as real pens "
-                        "and scans vary (data.augment.pen_and_scan; default: off)")
+                   help="with --augment, also random stroke widths and softness, as real pens and scans "
+                        "vary (data.augment.pen_and_scan; default: off)")
     p.add_argument("--seed", type=int, default=1,
                    help="seeds initialization, shuffling and augmentation (default: 1)")
     p.add_argument("--data-dir", default=None,
