@@ -147,16 +147,10 @@ class RandomAffine:
             raise ValueError(f"RandomAffine: max_shift must be a non-negative int, got {self.max_shift!r}")
         if not 0 <= self.max_rotation <= 180:
             raise ValueError(f"RandomAffine: max_rotation must be in [0, 180] degrees, got {self.max_rotation!r}")
-        low, high = self.scale_range
-        if not 0 < low <= high:
-            raise ValueError(f"RandomAffine: scale_range must be (low, high) with 0 < low <= high, "
-                             f"got {self.scale_range!r}")
+        _check_positive_range("RandomAffine", "scale_range", self.scale_range)
         if not 0 <= self.max_shear <= 1:
             raise ValueError(f"RandomAffine: max_shear must be in [0, 1], got {self.max_shear!r}")
-        low, high = self.aspect_range
-        if not 0 < low <= high:
-            raise ValueError(f"RandomAffine: aspect_range must be (low, high) with 0 < low <= high, "
-                             f"got {self.aspect_range!r}")
+        _check_positive_range("RandomAffine", "aspect_range", self.aspect_range)
 
     @property
     def slants(self):
@@ -180,6 +174,12 @@ class RandomAffine:
         _check_rng("RandomAffine", rng)
         params = self.sample(rng, np.shape(images)[0])
         return apply_affine(images, fill=self.fill, backend=self.backend, launch_lock=self.launch_lock, **params)
+
+
+def _check_positive_range(owner, name, value):
+    low, high = value
+    if not 0 < low <= high:
+        raise ValueError(f"{owner}: {name} must be (low, high) with 0 < low <= high, got {value!r}")
 
 
 def _check_rng(name, rng):
@@ -236,10 +236,7 @@ class RandomPen:
                              f"got {self.width_range!r}")
         if not 0 <= self.soften_probability <= 1:
             raise ValueError(f"RandomPen: soften_probability must be in [0, 1], got {self.soften_probability!r}")
-        low, high = self.sigma_range
-        if not 0 < low <= high:
-            raise ValueError(f"RandomPen: sigma_range must be (low, high) with 0 < low <= high, "
-                             f"got {self.sigma_range!r}")
+        _check_positive_range("RandomPen", "sigma_range", self.sigma_range)
 
     def sample(self, rng, n):
         """Draw ``n`` images' parameters: amounts (n,), softened (n,) bool, sigmas (n,)."""
