@@ -11,9 +11,9 @@ every epoch) makes it rely less on exact pixels, and on the thin, sharp strokes 
 
 with ``S = [[aspect, -shear], [0, 1]]`` acting on (x, y), rows growing downwards: the width is
 multiplied by ``aspect`` and each row moves right by ``shear`` times its height above the centre
-(a forward slant, for shear > 0). ``warp.warp`` applies the inverse with bilinear interpolation (see ``affine_maps``).
-With the numba kernel, augmenting the 55,000 training images at once takes about 0.2 s on two
-cores, a tenth of a training epoch.
+(a forward slant, for shear > 0). ``warp.warp`` applies the inverse with bilinear interpolation
+(see ``affine_maps``). With the numba kernel, augmenting the 55,000 training images at once
+takes about 0.2 s on two cores, a tenth of a training epoch.
 
 ``RandomPen``: each image's strokes widened or thinned and, for some images, softened; see
 ``strokes`` for the formulas (grey dilation/erosion, Gaussian blur).
