@@ -141,7 +141,7 @@ def _eight(j):
     top, bottom = 0.22 + 0.03 * j[0], 0.28
     y = 0.5 - 0.5 * np.cos(t)
     half_width = np.where(y < 0.45, top * np.sin(np.pi * y / 0.45), bottom * np.sin(np.pi * (y - 0.45) / 0.55))
-    x = 0.3 + half_width * np.sign(np.sin(2 * t)) * 1.0
+    x = 0.3 + half_width * np.sign(np.sin(2 * t))  # the side flips at the top, waist and bottom: an 8
     return [np.stack([x, y], axis=1)]
 
 
@@ -172,9 +172,10 @@ def pen_strokes(digit, rng):
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     out = []
     for stroke in strokes:
-        # A hand wobbles slowly along a stroke: smooth noise (a random walk, smoothed) on each point.
+        # A hand wobbles slowly along a stroke: a random walk over the points, pulled back to end
+        # where the pen was aimed.
         wobble = np.cumsum(rng.normal(0, 0.008, stroke.shape), axis=0)
-        wobble -= np.linspace(0, 1, len(stroke))[:, None] * wobble[-1]  # end where the pen was aimed
+        wobble -= np.linspace(0, 1, len(stroke))[:, None] * wobble[-1]
         points = stroke + wobble
         points = np.stack([points[:, 0] * aspect - slant * (points[:, 1] - 0.5), points[:, 1]], axis=1)
         out.append(points @ rotation.T)
