@@ -27,7 +27,7 @@ import numpy as np
 
 import nn
 from data import mnist
-from data.augment import RandomAffine, pen_and_scan
+from data.augment import RandomAffine, handwriting_augment
 from data.batches import epoch_rng, iterate
 from data.normalize import NORMALIZATION, normalize
 from data.split import VALIDATION_SIZE, split_validation
@@ -42,7 +42,7 @@ MODEL_FILE = "lenet5.npz"
 HELD_OUT_FOR_LOGGING = 2000  # the log line's accuracy, like the original experiment's
 # Flags that must match for --resume to continue the same run (others, e.g. --log-interval, may change).
 RUN_DEFINING_FLAGS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "seed",
-                      "augment", "lr_schedule", "validation_size", "train_size", "pen_and_scan")
+                      "augment", "lr_schedule", "validation_size", "train_size", "handwriting_augment")
 
 
 def build_parser():
@@ -61,9 +61,9 @@ def build_parser():
                    help="constant; step (x0.1 at 50%% and 75%% of the run); cosine, per step (default: cosine)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
                    help="random shifts, rotations and scalings of training digits (default: on)")
-    p.add_argument("--pen-and-scan", action=argparse.BooleanOptionalAction, default=False,
-                   help="with --augment, also random stroke widths and softness, as real pens and scans "
-                        "vary (data.augment.pen_and_scan; default: off)")
+    p.add_argument("--handwriting-augment", action=argparse.BooleanOptionalAction, default=False,
+                   help="with --augment, also widen strokes at random, as real pens do "
+                        "(data.augment.handwriting_augment; default: off)")
     p.add_argument("--seed", type=int, default=1,
                    help="seeds initialization, shuffling and augmentation (default: 1)")
     p.add_argument("--data-dir", default=None,
@@ -424,7 +424,9 @@ def train(args, output):
     output["model"] = claim_run_folder(output["model"], args)
     paths = paths_for(output["model"])
 
-    augment = (pen_and_scan if args.pen_and_scan else RandomAffine)(backend=nn.get_backend()) if args.augment else None
+    augment = None
+    if args.augment:
+        augment = (handwriting_augment if args.handwriting_augment else RandomAffine)(backend=nn.get_backend())
     n_train = len(train_images)
     steps_per_epoch = math.ceil(n_train / args.batch_size)
     total_steps = steps_per_epoch * args.epochs

@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from data import mnist
-from data.augment import RandomAffine, RandomPen, pen_and_scan
+from data.augment import RandomAffine, RandomPen, handwriting_augment
 from data.strokes import soften, stroke_width
 
 from .timing import measure, print_table
@@ -26,14 +26,14 @@ def contenders(images, backend):
     sigmas = np.random.default_rng(2).uniform(0.5, 1.0, n)
     affine, slanted = RandomAffine(backend=backend), RandomAffine(max_shear=0.3, aspect_range=(0.77, 1.3),
                                                                     backend=backend)
-    pen, recipe = RandomPen(backend=backend), pen_and_scan(backend=backend)
+    pen, recipe = RandomPen(backend=backend), handwriting_augment(backend=backend)
     return {
         "RandomAffine (the default)": lambda: affine(images, np.random.default_rng(0)),
         "RandomAffine + shear, width": lambda: slanted(images, np.random.default_rng(0)),
         "stroke_width, every image": lambda: stroke_width(images, amounts, backend),
         "soften, every image": lambda: soften(images, sigmas, backend),
         "RandomPen": lambda: pen(images, np.random.default_rng(0)),
-        "pen_and_scan (all of it)": lambda: recipe(images, np.random.default_rng(0)),
+        "handwriting_augment (all of it)": lambda: recipe(images, np.random.default_rng(0)),
     }
 
 

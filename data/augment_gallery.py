@@ -5,8 +5,9 @@
 
 Columns: the digit as stored; ``RandomAffine``'s shift, rotation and scaling; a forward and a
 backward slant (``shear``); narrower and wider (``stretch_width``); thinner and wider strokes
-(``strokes.stroke_width``); softer (``strokes.soften``); then three random draws of
-``pen_and_scan``, the whole recipe. Pillow only (``data`` does not depend on ``nn`` or ``lenet``).
+(``strokes.stroke_width``); softer (``strokes.soften``); two random draws of ``RandomPen()``
+(widths from thinner to wider, some blurred); then two of ``handwriting_augment``, the recipe
+``train.py --handwriting-augment`` trains with. Pillow only (``data`` does not depend on ``nn`` or ``lenet``).
 """
 
 import argparse
@@ -16,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import mnist
-from .augment import RandomAffine, pen_and_scan, rotate_scale_shift, shear, stretch_width
+from .augment import RandomAffine, RandomPen, handwriting_augment, rotate_scale_shift, shear, stretch_width
 from .strokes import soften, stroke_width
 
 DEFAULT_OUT = os.path.join("docs", "images", "augment.png")
@@ -29,7 +30,7 @@ def columns(digits, rng):
     """(caption, images (N, 28, 28) uint8) for each column of the gallery."""
     n = len(digits)
     full = np.ones(n)
-    recipe = pen_and_scan(backend="numpy")
+    pen, recipe = RandomPen(backend="numpy"), handwriting_augment(backend="numpy")
     return [
         ("MNIST", digits),
         ("shift/rot/scale", RandomAffine(backend="numpy")(digits, rng)),
@@ -43,9 +44,10 @@ def columns(digits, rng):
         ("wider +1", stroke_width(digits, full)),
         ("soft 0.8", soften(digits, 0.8 * full)),
         ("soft+wide", soften(stroke_width(digits, full), 0.8 * full)),
+        ("RandomPen #1", pen(digits, rng)),
+        ("RandomPen #2", pen(digits, rng)),
         ("recipe #1", recipe(digits, rng)),
         ("recipe #2", recipe(digits, rng)),
-        ("recipe #3", recipe(digits, rng)),
     ]
 
 

@@ -4,7 +4,7 @@ width too), seeded, in range; the pen augmentation and their composition seeded 
 import numpy as np
 import pytest
 
-from data.augment import (Compose, RandomAffine, RandomPen, affine_maps, apply_affine, pen_and_scan,
+from data.augment import (Compose, RandomAffine, RandomPen, affine_maps, apply_affine, handwriting_augment,
                           rotate_scale_shift, shear, stretch_width)
 from data.strokes import soften, stroke_width
 from data.warp import DEFAULT_BACKEND, NUMBA_AVAILABLE, PARALLEL_MIN_IMAGES, warp, warp_numba, warp_numpy
@@ -292,9 +292,10 @@ def test_compose_runs_its_steps_in_order_on_one_generator():
     assert not np.array_equal(reversed_order, expected)
 
 
-def test_pen_and_scan_changes_the_pen_after_the_default_geometry():
-    recipe = pen_and_scan(backend="numpy")
+def test_the_handwriting_augment_widens_pens_after_the_default_geometry():
+    recipe = handwriting_augment(backend="numpy")
     affine, pen = recipe.steps
-    assert affine == RandomAffine(backend="numpy") and pen == RandomPen(backend="numpy")
+    assert affine == RandomAffine(backend="numpy")
+    assert pen == RandomPen(width_range=(0.0, 0.6), soften_probability=0.0, backend="numpy")
     images = random_images(16, (12, 28, 28))
     np.testing.assert_array_equal(recipe(images, np.random.default_rng(1)), recipe(images, np.random.default_rng(1)))

@@ -41,7 +41,7 @@ def test_a_short_run_learns_mnist_and_writes_model_metrics_and_pictures(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("augmentation", [[], ["--pen-and-scan"]])
+@pytest.mark.parametrize("augmentation", [[], ["--handwriting-augment"]])
 def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_path, mnist_dir, monkeypatch,
                                                                          augmentation):
     code, straight = run(tmp_path, mnist_dir, "--epochs", "2", *augmentation, name="straight.npz")
