@@ -6,7 +6,8 @@ Modules (import the one you need, e.g. ``from data import mnist``):
 * ``batches``    - seeded shuffled mini-batches of normalized float32 NCHW images.
 * ``normalize``  - ``NORMALIZATION`` (MNIST mean/std) and ``normalize``.
 * ``split``      - ``split_validation``: the last training images held out for validation.
-* ``augment``    - random shifts, rotations and scalings of batches; ``warp`` does the resampling.
+* ``augment``    - random shifts, rotations, scalings, slants and widths; ``strokes``: pen width and softness;
+  ``warp`` does the resampling.
 * ``preprocess`` - a drawn digit turned into MNIST's 28x28 format, for recognition.
 * ``idx``        - the IDX file format (read, write, encode, decode).
 * ``fetch``, ``download``, ``wheel``, ``csv_images``, ``progress``, ``storage`` - the fetching machinery.

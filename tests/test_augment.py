@@ -1,9 +1,12 @@
-"""Random affine augmentation: exact on identity and whole-pixel shifts, geometry right, seeded, in range."""
+"""Random affine augmentation: exact on identity and whole-pixel shifts, geometry right (shear and
+width too), seeded, in range; the pen augmentation and their composition seeded and in range."""
 
 import numpy as np
 import pytest
 
-from data.augment import RandomAffine, affine_maps, apply_affine
+from data.augment import (Compose, RandomAffine, RandomPen, affine_maps, apply_affine, handwriting_augment,
+                          rotate_scale_shift, shear, stretch_width)
+from data.strokes import soften, stroke_width
 from data.warp import DEFAULT_BACKEND, NUMBA_AVAILABLE, PARALLEL_MIN_IMAGES, warp, warp_numba, warp_numpy
 
 BACKENDS = ["numpy", "numba"]
@@ -100,21 +103,92 @@ def test_the_same_seed_gives_the_same_augmentation(backend):
 @pytest.mark.parametrize("n", [50, PARALLEL_MIN_IMAGES])  # the serial kernel, and the parallel one
 def test_numba_kernel_matches_the_numpy_reference_bit_for_bit(dtype, n):
     images = random_images(4, (n, 28, 28), dtype)
-    angles, scales, shifts = RandomAffine(max_rotation=45.0, scale_range=(0.5, 1.5)).sample(
+    params = RandomAffine(max_rotation=45.0, scale_range=(0.5, 1.5), max_shear=0.3, aspect_range=(0.8, 1.3)).sample(
         np.random.default_rng(5), n)
-    maps = affine_maps(angles, scales, shifts + np.random.default_rng(6).uniform(-0.5, 0.5, (n, 2)), (28, 28))
+    params["shifts"] = params["shifts"] + np.random.default_rng(6).uniform(-0.5, 0.5, (n, 2))
+    maps = affine_maps(shape=(28, 28), **params)
     np.testing.assert_array_equal(warp_numba(images, maps, fill=-0.3), warp_numpy(images, maps, fill=-0.3))
 
 
 def test_sampled_parameters_stay_within_the_configured_bounds():
-    angles, scales, shifts = RandomAffine(max_shift=2, max_rotation=10.0, scale_range=(0.9, 1.1)).sample(
-        np.random.default_rng(7), 10000)
+    params = RandomAffine(max_shift=2, max_rotation=10.0, scale_range=(0.9, 1.1), max_shear=0.3,
+                          aspect_range=(1 / 1.3, 1.3)).sample(np.random.default_rng(7), 10000)
+    angles, scales, shifts = params["angles_deg"], params["scales"], params["shifts"]
     assert np.all(np.abs(angles) <= 10.0) and np.all((0.9 <= scales) & (scales <= 1.1))
     assert shifts.dtype.kind == "i" and set(np.unique(shifts)) == {-2, -1, 0, 1, 2}
+    aspects = params["aspects"]
+    assert np.all(np.abs(params["shears"]) <= 0.3) and np.all((1 / 1.3 <= aspects) & (aspects <= 1.3))
+    # Log-uniform widths: as many narrower digits as wider ones.
+    assert abs(np.mean(aspects < 1) - 0.5) < 0.02
+
+
+def test_without_shear_or_width_change_the_draws_are_the_plain_affines():
+    # The default augmentation draws angles, scales and shifts, in that order, and nothing more:
+    # the default training run's images depend on it.
+    images = random_images(9, (8, 28, 28))
+    rng = np.random.default_rng(11)
+    angles, scales = rng.uniform(-10, 10, 8), rng.uniform(0.9, 1.1, 8)
+    shifts = rng.integers(-2, 2, size=(8, 2), endpoint=True)
+    expected = apply_affine(images, angles, scales, shifts)
+    generator = np.random.default_rng(11)
+    assert set(RandomAffine().sample(np.random.default_rng(11), 8)) == {"angles_deg", "scales", "shifts"}
+    np.testing.assert_array_equal(RandomAffine()(images, generator), expected)
+    assert generator.bit_generator.state == rng.bit_generator.state  # no extra draws
+
+
+def forward_matrix(angle_deg, scale, shear_, aspect):
+    """The forward 2x2 matrix on (x, y), rows downwards: scale * R(angle) * [[aspect, -shear], [0, 1]]."""
+    a = np.deg2rad(angle_deg)
+    rotation = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])  # clockwise as displayed
+    return scale * rotation @ np.array([[aspect, -shear_], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize("angle, scale, shear_, aspect, shift", [
+    (0.0, 1.0, 0.3, 1.0, (0, 0)), (0.0, 1.0, 0.0, 1.3, (1, -2)), (20.0, 0.9, -0.2, 0.8, (2, 1)),
+    (-10.0, 1.1, 0.25, 1.2, (0.5, -0.5))])
+def test_the_inverse_maps_invert_the_forward_transform(angle, scale, shear_, aspect, shift):
+    shape = (28, 30)
+    c = np.array([(shape[1] - 1) / 2, (shape[0] - 1) / 2])  # (cx, cy)
+    maps = affine_maps([angle], [scale], [shift], shape, shears=[shear_], aspects=[aspect])[0]
+    points = np.random.default_rng(0).uniform(0, 28, (20, 2))  # input (x, y)
+    forward = c + (points - c) @ forward_matrix(angle, scale, shear_, aspect).T + np.array(shift)[::-1]
+    back = forward @ maps[:, :2].T + maps[:, 2]
+    np.testing.assert_allclose(back, points, atol=1e-9)
+
+
+def test_zero_shear_and_unit_width_give_the_plain_maps():
+    args = ([12.0, -5.0], [1.1, 0.9], [[1, -1], [0, 2]], (28, 28))
+    np.testing.assert_allclose(affine_maps(*args, shears=[0.0, 0.0], aspects=[1.0, 1.0]), affine_maps(*args),
+                               atol=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_shear_moves_a_point_above_the_centre_to_the_right(backend):
+    # 5 rows above the centre (14, 14) of a 29 x 29 image, shear 0.4: 2 pixels to the right.
+    out = shear(point_image(29, 9, 14), [0.4], backend=backend)
+    np.testing.assert_allclose(out, point_image(29, 9, 16), atol=1e-9)
+    below = shear(point_image(29, 19, 14), [0.4], backend=backend)
+    np.testing.assert_allclose(below, point_image(29, 19, 12), atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stretching_the_width_moves_points_sideways_only(backend):
+    out = stretch_width(point_image(29, 10, 19), [1.4], backend=backend)[0]  # 5 right of centre -> 7
+    # Widening also spreads the point over its left and right neighbours, never up or down.
+    assert np.unravel_index(np.argmax(out), out.shape) == (10, 21) and out[10, 21] == 1.0
+    assert out.sum() == out[10].sum()
+
+
+def test_rotate_scale_shift_is_the_plain_affine():
+    images = random_images(12, (3, 28, 28))
+    args = ([5.0, 0.0, -7.0], [1.0, 1.1, 0.9], [[0, 1], [1, 0], [0, 0]])
+    np.testing.assert_array_equal(rotate_scale_shift(images, *args), apply_affine(images, *args))
 
 
 @pytest.mark.parametrize("kwargs", [dict(max_shift=-1), dict(max_shift=1.5), dict(max_rotation=200.0),
-                                    dict(scale_range=(1.1, 0.9)), dict(scale_range=(0.0, 1.0))])
+                                    dict(scale_range=(1.1, 0.9)), dict(scale_range=(0.0, 1.0)),
+                                    dict(max_shear=-0.1), dict(max_shear=2.0), dict(aspect_range=(1.3, 0.8)),
+                                    dict(aspect_range=(0.0, 1.2))])
 def test_impossible_settings_are_refused(kwargs):
     with pytest.raises(ValueError, match="RandomAffine"):
         RandomAffine(**kwargs)
@@ -176,3 +250,52 @@ def test_the_parallel_kernel_launches_under_the_callers_lock(n, launches):
     out = augment(images, np.random.default_rng(0))
     assert lock.held == launches
     np.testing.assert_array_equal(out, RandomAffine(backend="numpy")(images, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize("kwargs", [dict(width_range=(0.5, -0.5)), dict(width_range=(-1.5, 0.0)),
+                                    dict(soften_probability=1.5), dict(sigma_range=(0.0, 1.0)),
+                                    dict(sigma_range=(1.0, 0.5))])
+def test_impossible_pen_settings_are_refused(kwargs):
+    with pytest.raises(ValueError, match="RandomPen"):
+        RandomPen(**kwargs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_pen_is_seeded_and_keeps_shape_dtype_and_range(backend):
+    images = random_images(13, (40, 28, 28))
+    pen = RandomPen(backend=backend)
+    first = pen(images, np.random.default_rng(3))
+    assert first.shape == images.shape and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, pen(images, np.random.default_rng(3)))
+    assert not np.array_equal(first, pen(images, np.random.default_rng(4)))
+    assert not np.array_equal(first, images)
+
+
+def test_the_pen_softens_exactly_the_drawn_images():
+    images = random_images(14, (30, 28, 28))
+    pen = RandomPen(soften_probability=0.5)
+    amounts, softened, sigmas = pen.sample(np.random.default_rng(5), 30)
+    assert 0 < softened.sum() < 30
+    widened = stroke_width(images, amounts)
+    expected = widened.copy()
+    expected[softened] = soften(widened[softened], sigmas[softened])
+    np.testing.assert_array_equal(pen(images, np.random.default_rng(5)), expected)
+
+
+def test_compose_runs_its_steps_in_order_on_one_generator():
+    images = random_images(15, (10, 28, 28))
+    steps = (RandomAffine(max_shear=0.3), RandomPen())
+    rng = np.random.default_rng(6)
+    expected = steps[1](steps[0](images, rng), rng)
+    np.testing.assert_array_equal(Compose(steps)(images, np.random.default_rng(6)), expected)
+    reversed_order = Compose(steps[::-1])(images, np.random.default_rng(6))
+    assert not np.array_equal(reversed_order, expected)
+
+
+def test_the_handwriting_augment_widens_pens_after_the_default_geometry():
+    recipe = handwriting_augment(backend="numpy")
+    affine, pen = recipe.steps
+    assert affine == RandomAffine(backend="numpy")
+    assert pen == RandomPen(width_range=(0.0, 0.6), soften_probability=0.0, backend="numpy")
+    images = random_images(16, (12, 28, 28))
+    np.testing.assert_array_equal(recipe(images, np.random.default_rng(1)), recipe(images, np.random.default_rng(1)))

@@ -106,13 +106,13 @@ def document_blocks(language):
 
 
 def tags_above(lines, fence_number):
-    """The readme-test comments on the lines just above a fence (blank lines between are allowed)."""
+    """The readme-test comments on the lines just above a fence (blank lines and other comments between are allowed)."""
     tags = []
     for above in reversed(lines[:fence_number - 1]):
         match = TAG.fullmatch(above.strip())
         if match:
             tags.insert(0, match.group(1))
-        elif above.strip():
+        elif above.strip() and not above.strip().startswith("<!--"):
             break
     return tags
 

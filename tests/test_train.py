@@ -42,8 +42,10 @@ def test_a_short_run_learns_mnist_and_writes_model_metrics_and_pictures(tmp_path
 
 
 @pytest.mark.slow
-def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_path, mnist_dir, monkeypatch):
-    code, straight = run(tmp_path, mnist_dir, "--epochs", "2", name="straight.npz")
+@pytest.mark.parametrize("augmentation", [[], ["--handwriting-augment"]])
+def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_path, mnist_dir, monkeypatch,
+                                                                         augmentation):
+    code, straight = run(tmp_path, mnist_dir, "--epochs", "2", *augmentation, name="straight.npz")
     assert code == 0
 
     real_epoch_rng = train.epoch_rng
@@ -54,11 +56,11 @@ def test_an_interrupted_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_pat
         return real_epoch_rng(seed, epoch)
 
     monkeypatch.setattr(train, "epoch_rng", interrupt_at_epoch_two)
-    code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", name="resumed.npz")
+    code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", *augmentation, name="resumed.npz")
     assert code == 130
     assert nn.load(tmp_path / "resumed.checkpoint.npz")[1]["epoch"] == 1
     monkeypatch.setattr(train, "epoch_rng", real_epoch_rng)
-    code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", "--resume", name="resumed.npz")
+    code, resumed = run(tmp_path, mnist_dir, "--epochs", "2", *augmentation, "--resume", name="resumed.npz")
     assert code == 0
 
     a, meta_a = nn.load(straight)

@@ -7,6 +7,7 @@ import nn
 from nn.atomic import atomic_output
 
 from .options import RUN_DEFINING_FLAGS, run_definition
+from .recipe import DEFAULTS
 
 
 def write_metrics(path, history):
@@ -33,7 +34,9 @@ def load_checkpoint(path, model, optimizer, args):
                          "first epoch ended, or never started); start afresh without --resume")
     state, meta = nn.load(path)
     run = run_definition(args)
-    differing = {k: (meta["run"].get(k), run[k]) for k in RUN_DEFINING_FLAGS if meta["run"].get(k) != run[k]}
+    # A flag newer than the checkpoint was, for that run, at its default.
+    recorded = {k: meta["run"].get(k, DEFAULTS.get(k)) for k in RUN_DEFINING_FLAGS}
+    differing = {k: (recorded[k], run[k]) for k in RUN_DEFINING_FLAGS if recorded[k] != run[k]}
     if differing:
         detail = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in differing.items())
         raise SystemExit(f"train.py: cannot resume {path}: the run was defined differently ({detail}); "

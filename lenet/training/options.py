@@ -12,7 +12,7 @@ from .runs import AUTO_NAME, LATEST, MODEL_FILE, RUNS_ROOT, run_name_problem
 
 # Flags that must match for --resume to continue the same run (others, e.g. --log-interval, may change).
 RUN_DEFINING_FLAGS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "seed",
-                      "augment", "lr_schedule", "validation_size", "train_size")
+                      "augment", "handwriting_augment", "lr_schedule", "validation_size", "train_size")
 
 
 def build_parser():
@@ -38,6 +38,9 @@ def build_parser():
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d["augment"],
                    help="random shifts, rotations and scalings of training digits "
                         f"(default: {'on' if d['augment'] else 'off'})")
+    p.add_argument("--handwriting-augment", action=argparse.BooleanOptionalAction, default=d["handwriting_augment"],
+                   help="with --augment, also widen strokes at random, as real pens do "
+                        f"(data.augment.handwriting_augment; default: {'on' if d['handwriting_augment'] else 'off'})")
     p.add_argument("--seed", type=int, default=d["seed"],
                    help=f"seeds initialization, shuffling and augmentation (default: {d['seed']})")
     p.add_argument("--data-dir", default=None,

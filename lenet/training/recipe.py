@@ -8,7 +8,7 @@ model, optimizer and augmentation with the functions below.
 import math
 
 import nn
-from data.augment import RandomAffine
+from data.augment import RandomAffine, handwriting_augment
 from lenet.model import LeNet5
 
 DEFAULTS = {
@@ -20,6 +20,7 @@ DEFAULTS = {
     "weight_decay": 5e-4,
     "lr_schedule": "cosine",
     "augment": True,
+    "handwriting_augment": False,
     "seed": 1,
 }
 SCHEDULES = ("constant", "step", "cosine")
@@ -37,8 +38,13 @@ def make_optimizer(model, args):
 
 
 def make_augment(args):
-    """Random shifts (±2 px), rotations (±10°) and scalings (0.9-1.1) of the training digits, or None."""
-    return RandomAffine(backend=nn.get_backend()) if args.augment else None
+    """Random shifts (±2 px), rotations (±10°) and scalings (0.9-1.1) of the training digits, or None.
+
+    With ``--handwriting-augment``, strokes are also widened at random (``data.augment.handwriting_augment``).
+    """
+    if not args.augment:
+        return None
+    return (handwriting_augment if args.handwriting_augment else RandomAffine)(backend=nn.get_backend())
 
 
 def learning_rate(schedule, base_lr, step, total_steps):
