@@ -62,7 +62,7 @@ class LaunchChoice:
         self.seconds = {False: None, True: None}
         self.warm = {False: False, True: False}
         self.launches = 0
-        self.probe_at = 0
+        self.probe_at = PROBE_GAP_MIN  # set anew once both ways are measured
 
     def preferred(self):
         """The faster way measured so far; parallel until both are known (the quiet-machine choice)."""
@@ -128,24 +128,34 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
         serial(*args)
         return
     if _policy == "parallel":
-        with _parallel_launch:
-            parallel(*args)
+        _launch(serial, parallel, True, args)
         return
     key = (parallel, int(work).bit_length())
     choice = _choices.get(key)
     if choice is None:
         choice = _choices.setdefault(key, LaunchChoice())
     way = choice.next_way()
-    if way and not _parallel_launch.acquire(blocking=False):
-        serial(*args)  # another thread holds the pool; not measured: that thread, not the machine, slows this one
-        return
     start = time.perf_counter()
+    if _launch(serial, parallel, way, args):
+        choice.record(way, (time.perf_counter() - start) / work)
+
+
+def _launch(serial, parallel, way, args):
+    """Run one way; False if the pool was taken by another thread and the kernel ran serially instead.
+
+    That serial run is not a measurement of the machine: the other thread's kernel slowed it.
+    """
+    if not way:
+        serial(*args)
+        return True
+    if not _parallel_launch.acquire(blocking=False):
+        serial(*args)
+        return False
     try:
-        (parallel if way else serial)(*args)
+        parallel(*args)
     finally:
-        if way:
-            _parallel_launch.release()
-    choice.record(way, (time.perf_counter() - start) / work)
+        _parallel_launch.release()
+    return True
 
 
 def busy_cores_message():
