@@ -77,7 +77,7 @@ def test_adaptive_runs_the_way_measured_faster(clock, serial_seconds, parallel_s
 
 
 def test_probes_are_rarer_the_more_the_slower_way_costs(clock):
-    cheap = kernels(clock, 2e-3, 1e-3)   # serial probe costs 2 launches: every 100 launches
+    cheap = kernels(clock, 2e-3, 1e-3)   # serial probe costs 2 launches: every 200 launches
     dear = kernels(clock, 1e-3, 50e-3)   # parallel probe costs 50: every PROBE_GAP_MAX launches
     launch(*cheap[:2], 4 + 1000)
     launch(*dear[:2], 4 + 5000)

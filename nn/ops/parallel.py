@@ -34,10 +34,10 @@ PARALLEL_MIN_WORK = 200_000
 # Weight of the newest launch in a way's mean time: a few launches move the mean, one does not.
 SMOOTHING = 0.25
 # A probe of the slower way costs (slower / faster) launches of the faster one; the next probe
-# comes after enough launches that probes cost about this fraction of the time: every ~100
+# comes after enough launches that probes cost about this fraction of the time: every ~200
 # launches of a kernel on a quiet machine (serial is about 2x slower there), every
 # ``PROBE_GAP_MAX`` on busy cores (a parallel launch then costs a time slice, 10-100x a serial one).
-PROBE_BUDGET = 0.02
+PROBE_BUDGET = 0.01
 PROBE_GAP_MIN = 8
 PROBE_GAP_MAX = 1024
 
