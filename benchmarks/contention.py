@@ -13,8 +13,10 @@ off) for each contender, in turn:
 * ``ours, pool``: every large kernel on numba's pool (always parallel);
 * ``PyTorch``: ``torch.set_num_threads(cores)``, when importable.
 
-Each figure is the median block; "% quiet" is a contender's rate against its own with no busy
-process, measured in the same run. The load average (1 minute) at the end of each row is printed
+Each figure is the median block; "(%)" is a contender's rate against its own with no busy
+process, measured in the same run, and "on" the mean number of cores the process got during that
+contender's blocks (CPU seconds of all its threads / wall seconds): it tells a contender that
+waits at barriers (cores given, little done) from one that got no cores. The load average (1 minute) at the end of each row is printed
 too: on a machine shared with other work, the busy processes started here are not the only ones.
 The busy processes stop by themselves after ``BUSY_SECONDS_MAX`` even if this process is killed.
 """
@@ -45,6 +47,25 @@ def stop_busy(processes):
         p.wait(timeout=10)
 
 
+class Clocked:
+    """A training step that adds up the wall-clock and CPU (all threads) seconds of its calls."""
+
+    def __init__(self, step):
+        self.step, self.wall, self.cpu = step, 0.0, 0.0
+
+    def __call__(self):
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.step()
+        self.wall += time.perf_counter() - wall
+        self.cpu += time.process_time() - cpu
+
+    def cores_used(self):
+        """Mean cores this process used during the calls so far (CPU seconds / wall seconds); resets."""
+        used = self.cpu / self.wall if self.wall else float("nan")
+        self.wall = self.cpu = 0.0
+        return used
+
+
 def _policy_step(step, policy):
     from nn.ops import parallel
 
@@ -58,17 +79,18 @@ def _policy_step(step, policy):
 
 
 def contenders(network, torch_threads):
-    """{name: training step without arguments}; the three of ours train separate copies of one model."""
+    """{name: Clocked training step}; the three of ours train separate copies of one model."""
     named = {"ours": _policy_step(ours(network, "numba")[0], "adaptive"),
              "ours, 1 thread": _policy_step(ours(network, "numba")[0], "serial"),
              "ours, pool": _policy_step(ours(network, "numba")[0], "parallel")}
     if torch_threads:
         named["PyTorch"] = pytorch(network, torch_threads)[0]
-    return named
+    return {name: Clocked(step) for name, step in named.items()}
+
 
 
 def run(network, busy_counts, blocks, steps_per_block, torch_threads):
-    """{busy count: ({contender: img/s}, load average)}, printed as a table."""
+    """{busy count: ({contender: img/s}, {contender: cores used}, load average)}, printed as a table."""
     steps = contenders(network, torch_threads)
     warm(steps, calls=20)  # the adaptive choice measures both ways in its first launches
     import numba
@@ -80,28 +102,32 @@ def run(network, busy_counts, blocks, steps_per_block, torch_threads):
         try:
             time.sleep(1.0)  # the busy processes start and take their cores
             warm(steps, calls=5)
+            for step in steps.values():
+                step.cores_used()  # from here on: the timed blocks only
             calls = {name: steps_per_block for name in steps} if steps_per_block else \
                 {name: calls_per_block(f, 0.3) for name, f in steps.items()}
             seconds = median_block_seconds(steps, calls, blocks)
-            results[count] = ({name: TRAIN_BATCH / s for name, s in seconds.items()}, os.getloadavg()[0])
+            results[count] = ({name: TRAIN_BATCH / s for name, s in seconds.items()},
+                              {name: step.cores_used() for name, step in steps.items()}, os.getloadavg()[0])
         finally:
             stop_busy(busy)
     names = list(steps)
+    quiet = results[0][0] if 0 in results else None
     rows = []
-    for count, (rates, load) in results.items():
+    for count, (rates, cores, load) in results.items():
         row = [str(count)]
         for name in names:
-            quiet = results.get(0, (None,))[0]
             share = f" ({rates[name] / quiet[name]:.0%})" if quiet and count else ""
-            row.append(f"{rates[name]:,.0f}{share}")
+            row.append(f"{rates[name]:,.0f}{share} on {cores[name]:.1f}")
         if "PyTorch" in rates:
             row.append(f"{rates['ours'] / rates['PyTorch']:.2f}x")
         row.append(f"{load:.1f}")
         rows.append(row)
     columns = (["busy processes"] + [f"{n} img/s" for n in names]
                + (["ours / PyTorch"] if "PyTorch" in names else []) + ["load avg"])
-    print_table(f"{network.description} training at batch {TRAIN_BATCH}, {os.cpu_count()} cores, median of "
-                f"{blocks} alternating blocks per figure ((%) = of its own rate with no busy process)", rows, columns)
+    print_table(f"{network.description} training at batch {TRAIN_BATCH}, {os.cpu_count()} cores, median of {blocks} "
+                "alternating blocks per figure; (%) = of its own rate with no busy process; on = the mean cores "
+                "this process got during that contender's blocks (CPU seconds / wall seconds)", rows, columns)
     return results
 
 

@@ -115,11 +115,6 @@ def get_policy():
     return _policy
 
 
-def reset_measurements():
-    """Forget every kernel's measured times (the next launches measure both ways again)."""
-    _choices.clear()
-
-
 def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
     """Run ``serial(*args)`` or ``parallel(*args)``: the serial one if the job is small (``items < 2``
     or ``work < min_work``), numba has one thread, or, under the "adaptive" policy, it measured faster.
