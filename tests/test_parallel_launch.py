@@ -70,19 +70,23 @@ def test_adaptive_runs_the_way_measured_faster(clock, serial_seconds, parallel_s
     launch(serial, parallel_, 4)
     # Warm-up and one timing of each way, serial first.
     assert ways == ["serial", "serial", "parallel", "parallel"]
-    launch(serial, parallel_, 2000)
+    launch(serial, parallel_, 12000)
     later = ways[4:]
     assert later.count(winner) > 0.95 * len(later)
     assert len(set(later)) == 2  # the other way is still probed now and then
 
 
-def test_probes_are_rarer_the_more_the_slower_way_costs(clock):
-    cheap = kernels(clock, 2e-3, 1e-3)   # serial probe costs 2 launches: every 200 launches
-    dear = kernels(clock, 1e-3, 50e-3)   # parallel probe costs 50: every PROBE_GAP_MAX launches
-    launch(*cheap[:2], 4 + 1000)
-    launch(*dear[:2], 4 + 5000)
-    assert cheap[2][4:].count("serial") == pytest.approx(1000 * parallel.PROBE_BUDGET / 2, abs=1)
-    assert dear[2][4:].count("parallel") == pytest.approx(5000 / parallel.PROBE_GAP_MAX, abs=1)
+@pytest.mark.parametrize("serial_seconds, parallel_seconds, launches, probes", [
+    (2e-3, 1e-3, 2000, 2000 * parallel.PROBE_BUDGET / 2),  # a serial probe costs 2 launches: every 200
+    (1e-3, 50e-3, 20000, 20000 * parallel.PROBE_BUDGET / 50),  # a parallel one costs 50: every 5,000
+    # Costing 500 launches, every 50,000 launches by the budget, but every PROBE_SECONDS_MAX at the latest.
+    (1e-3, 500e-3, 20000, 20000 * 1e-3 / parallel.PROBE_SECONDS_MAX),
+])
+def test_probes_are_rarer_the_more_the_slower_way_costs(clock, serial_seconds, parallel_seconds, launches, probes):
+    serial, parallel_, ways = kernels(clock, serial_seconds, parallel_seconds)
+    launch(serial, parallel_, 4 + launches)
+    slower = "serial" if parallel_seconds < serial_seconds else "parallel"
+    assert ways[4:].count(slower) == pytest.approx(probes, abs=1)
 
 
 def test_the_choice_follows_the_machine_from_quiet_to_busy_and_back(clock):
@@ -104,27 +108,27 @@ def test_the_choice_follows_the_machine_from_quiet_to_busy_and_back(clock):
     assert ways[start:].count("parallel") <= 3 and ways[-1] == "serial"
     timing["parallel"] = 1e-3  # quiet again: noticed at the next probe
     start = len(ways)
-    launch(serial, parallel_, parallel.PROBE_GAP_MAX + 10)
+    launch(serial, parallel_, int(parallel.PROBE_SECONDS_MAX / 2e-3) + 10)
     assert ways[-1] == "parallel"
 
 
 def test_a_lucky_probe_on_busy_cores_is_undone_by_the_next_launch(clock):
     choice = parallel.LaunchChoice()
     for way, seconds in ((False, 1.0), (False, 1.0), (True, 50.0), (True, 50.0)):
-        assert choice.next_way() == way
-        choice.record(way, seconds)
+        assert choice.next_way(now=0.0) == way
+        choice.record(way, seconds, now=0.0)
     assert choice.preferred() is False
-    choice.record(True, 0.5)  # a probe that found the other thread running
+    choice.record(True, 0.5, now=0.0)  # a probe that found the other thread running
     assert choice.preferred() is True
-    choice.record(True, 50.0)
+    choice.record(True, 50.0, now=0.0)
     assert choice.preferred() is False
 
 
 def test_the_first_launch_of_each_way_is_not_measured():
     choice = parallel.LaunchChoice()
-    choice.record(False, 1000.0)  # compiling or loading the kernel
+    choice.record(False, 1000.0, now=0.0)  # compiling or loading the kernel
     assert choice.seconds[False] is None
-    choice.record(False, 1.0)
+    choice.record(False, 1.0, now=0.0)
     assert choice.seconds[False] == 1.0
 
 

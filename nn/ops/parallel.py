@@ -12,7 +12,7 @@ So ``drive`` times every launch it makes, as seconds per unit of work, and keeps
 weighted mean for each kernel, size class (work rounded to a power of 2) and way (serial or
 parallel). It runs the faster way and, now and then, one launch the other way (a probe), to notice
 the machine changing. A probe on busy cores costs about one time slice, so probes come rarer the
-more the other way costs (``PROBE_BUDGET``).
+more the other way costs (``PROBE_BUDGET``), but at least every ``PROBE_SECONDS_MAX``.
 
 Parallel launches go through one lock, so concurrent callers (server threads, augmentation beside
 training) never nest thread pools: the "workqueue" threading layer would abort on that. A caller
@@ -34,12 +34,13 @@ PARALLEL_MIN_WORK = 200_000
 # Weight of the newest launch in a way's mean time: a few launches move the mean, one does not.
 SMOOTHING = 0.25
 # A probe of the slower way costs (slower / faster) launches of the faster one; the next probe
-# comes after enough launches that probes cost about this fraction of the time: every ~200
-# launches of a kernel on a quiet machine (serial is about 2x slower there), every
-# ``PROBE_GAP_MAX`` on busy cores (a parallel launch then costs a time slice, 10-100x a serial one).
+# comes after enough launches that probes cost about this fraction of the time (a serial probe
+# every ~200 launches of a kernel on a quiet machine, where serial is about 2x slower), and after
+# ``PROBE_SECONDS_MAX`` at the latest: on busy cores a parallel launch costs a time slice, 10 to
+# 200 times a serial one, and a quiet machine should still be noticed within seconds.
 PROBE_BUDGET = 0.01
 PROBE_GAP_MIN = 8
-PROBE_GAP_MAX = 1024
+PROBE_SECONDS_MAX = 10.0
 
 POLICIES = ("adaptive", "parallel", "serial")
 
@@ -52,31 +53,33 @@ class LaunchChoice:
 
     ``seconds[way]`` (way: False serial, True parallel) is None until a launch of that way has
     been measured; the first launch of each way is not measured (it may load or compile the
-    kernel). ``next_way()`` returns the faster way, or the other one when it is unknown or a
-    probe is due; ``record(way, seconds_per_work)`` adds a measurement.
+    kernel). ``next_way(now)`` returns the faster way, or the other one when it is unknown or a
+    probe is due; ``record(way, seconds_per_work, now)`` adds a measurement (``now``: the
+    ``time.perf_counter()`` of the launch).
     """
 
-    __slots__ = ("seconds", "warm", "launches", "probe_at")
+    __slots__ = ("seconds", "warm", "launches", "probe_at", "probe_time")
 
     def __init__(self):
         self.seconds = {False: None, True: None}
         self.warm = {False: False, True: False}
         self.launches = 0
-        self.probe_at = PROBE_GAP_MIN  # set anew once both ways are measured
+        self.probe_at = PROBE_GAP_MIN  # both set anew once both ways are measured
+        self.probe_time = float("inf")
 
     def preferred(self):
         """The faster way measured so far; parallel until both are known (the quiet-machine choice)."""
         serial, parallel = self.seconds[False], self.seconds[True]
         return serial is None or parallel is None or parallel <= serial
 
-    def next_way(self):
+    def next_way(self, now):
         self.launches += 1
         way = self.preferred()
-        if self.seconds[not way] is None or self.launches >= self.probe_at:
+        if self.seconds[not way] is None or self.launches >= self.probe_at or now >= self.probe_time:
             return not way
         return way
 
-    def record(self, way, seconds_per_work):
+    def record(self, way, seconds_per_work, now):
         if not self.warm[way]:
             self.warm[way] = True
             return
@@ -91,7 +94,8 @@ class LaunchChoice:
         if self.seconds[not way] is not None:
             chosen = self.preferred()
             cost = self.seconds[not chosen] / self.seconds[chosen]
-            self.probe_at = self.launches + int(min(max(cost / PROBE_BUDGET, PROBE_GAP_MIN), PROBE_GAP_MAX))
+            self.probe_at = self.launches + int(max(cost / PROBE_BUDGET, PROBE_GAP_MIN))
+            self.probe_time = now + PROBE_SECONDS_MAX
 
 
 _choices = {}
@@ -129,10 +133,10 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
     choice = _choices.get(key)
     if choice is None:
         choice = _choices.setdefault(key, LaunchChoice())
-    way = choice.next_way()
     start = time.perf_counter()
+    way = choice.next_way(start)
     if _launch(serial, parallel, way, args):
-        choice.record(way, (time.perf_counter() - start) / work)
+        choice.record(way, (time.perf_counter() - start) / work, start)
 
 
 def _launch(serial, parallel, way, args):
