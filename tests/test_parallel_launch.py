@@ -21,6 +21,7 @@ pytest.importorskip("numba")
 def fresh(monkeypatch):
     """An empty table of measurements and the adaptive policy, restored afterwards."""
     monkeypatch.setattr(parallel, "_choices", {})
+    monkeypatch.setattr(parallel, "_kernel_seconds", 0.0)
     previous = parallel.set_policy("adaptive")
     yield
     parallel.set_policy(previous)
@@ -87,6 +88,15 @@ def test_probes_are_rarer_the_more_the_slower_way_costs(clock, serial_seconds, p
     launch(serial, parallel_, 4 + launches)
     slower = "serial" if parallel_seconds < serial_seconds else "parallel"
     assert ways[4:].count(slower) == pytest.approx(probes, abs=1)
+
+
+def test_a_pause_between_launches_does_not_bring_the_next_probe_closer(clock):
+    serial, parallel_, ways = kernels(clock, 1e-3, 500e-3)  # probes every PROBE_SECONDS_MAX of kernel time
+    launch(serial, parallel_, 4 + 100)
+    for _ in range(50):
+        clock.now += 2 * parallel.PROBE_SECONDS_MAX  # the program does something else
+        launch(serial, parallel_, 1)
+    assert ways[4:] == ["serial"] * 150
 
 
 def test_the_choice_follows_the_machine_from_quiet_to_busy_and_back(clock):

@@ -12,7 +12,8 @@ So ``drive`` times every launch it makes, as seconds per unit of work, and keeps
 weighted mean for each kernel, size class (work rounded to a power of 2) and way (serial or
 parallel). It runs the faster way and, now and then, one launch the other way (a probe), to notice
 the machine changing. A probe on busy cores costs about one time slice, so probes come rarer the
-more the other way costs (``PROBE_BUDGET``), but at least every ``PROBE_SECONDS_MAX``.
+more the other way costs (``PROBE_BUDGET``), but at least every ``PROBE_SECONDS_MAX`` of time
+spent in kernels.
 
 Parallel launches go through one lock, so concurrent callers (server threads, augmentation beside
 training) never nest thread pools: the "workqueue" threading layer would abort on that. A caller
@@ -36,8 +37,11 @@ SMOOTHING = 0.25
 # A probe of the slower way costs (slower / faster) launches of the faster one; the next probe
 # comes after enough launches that probes cost about this fraction of the time (a serial probe
 # every ~200 launches of a kernel on a quiet machine, where serial is about 2x slower), and after
-# ``PROBE_SECONDS_MAX`` at the latest: on busy cores a parallel launch costs a time slice, 10 to
-# 200 times a serial one, and a quiet machine should still be noticed within seconds.
+# ``PROBE_SECONDS_MAX`` of kernel time at the latest: on busy cores a parallel launch costs a time
+# slice, 10 to 200 times a serial one, and a quiet machine should still be noticed within seconds.
+# Kernel time (the sum of the measured launches) rather than wall time: a program that pauses
+# between its kernels (a benchmark timing something else, a server waiting for requests) would
+# otherwise probe at every launch after a pause.
 PROBE_BUDGET = 0.01
 PROBE_GAP_MIN = 8
 PROBE_SECONDS_MAX = 10.0
@@ -46,6 +50,7 @@ POLICIES = ("adaptive", "parallel", "serial")
 
 _parallel_launch = threading.Lock()
 _policy = "adaptive"
+_kernel_seconds = 0.0  # the clock of the probes: seconds spent in measured launches, all kernels
 
 
 class LaunchChoice:
@@ -55,7 +60,7 @@ class LaunchChoice:
     been measured; the first launch of each way is not measured (it may load or compile the
     kernel). ``next_way(now)`` returns the faster way, or the other one when it is unknown or a
     probe is due; ``record(way, seconds_per_work, now)`` adds a measurement (``now``: the
-    ``time.perf_counter()`` of the launch).
+    kernel time, in seconds, at the launch).
     """
 
     __slots__ = ("seconds", "warm", "launches", "probe_at", "probe_time")
@@ -133,10 +138,13 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
     choice = _choices.get(key)
     if choice is None:
         choice = _choices.setdefault(key, LaunchChoice())
+    global _kernel_seconds
+    way = choice.next_way(_kernel_seconds)
     start = time.perf_counter()
-    way = choice.next_way(start)
     if _launch(serial, parallel, way, args):
-        choice.record(way, (time.perf_counter() - start) / work, start)
+        seconds = time.perf_counter() - start
+        _kernel_seconds += seconds
+        choice.record(way, seconds / work, _kernel_seconds)
 
 
 def _launch(serial, parallel, way, args):
