@@ -51,6 +51,7 @@ POLICIES = ("adaptive", "parallel", "serial")
 _parallel_launch = threading.Lock()
 _policy = "adaptive"
 _kernel_seconds = 0.0  # the clock of the probes: seconds spent in measured launches, all kernels
+_choices = {}  # (parallel driver, work's bit length) -> LaunchChoice
 
 
 class LaunchChoice:
@@ -103,9 +104,6 @@ class LaunchChoice:
             self.probe_time = now + PROBE_SECONDS_MAX
 
 
-_choices = {}
-
-
 def set_policy(policy):
     """How ``drive`` picks for jobs large enough for the pool; returns the previous policy.
 
@@ -121,6 +119,7 @@ def set_policy(policy):
 
 
 def get_policy():
+    """The policy ``drive`` follows: "adaptive", "parallel" or "serial" (see ``set_policy``)."""
     return _policy
 
 
@@ -128,6 +127,7 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
     """Run ``serial(*args)`` or ``parallel(*args)``: the serial one if the job is small (``items < 2``
     or ``work < min_work``), numba has one thread, or, under the "adaptive" policy, it measured faster.
     """
+    global _kernel_seconds
     if items < 2 or work < min_work or _policy == "serial" or numba.get_num_threads() < 2:
         serial(*args)
         return
@@ -138,7 +138,6 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
     choice = _choices.get(key)
     if choice is None:
         choice = _choices.setdefault(key, LaunchChoice())
-    global _kernel_seconds
     way = choice.next_way(_kernel_seconds)
     start = time.perf_counter()
     if _launch(serial, parallel, way, args):
