@@ -235,3 +235,26 @@ def test_an_unknown_policy_is_refused_by_name(fresh):
     with pytest.raises(ValueError, match="adaptive, parallel, serial, got 'fast'"):
         parallel.set_policy("fast")
     assert parallel.get_policy() == "adaptive"
+
+
+def test_the_first_large_launch_compiles_both_drivers_for_its_argument_types(fresh, monkeypatch):
+    import numba
+    monkeypatch.setattr(parallel.numba, "get_num_threads", lambda: 2)
+    compiled = []
+
+    class Driver:
+        def __init__(self, name):
+            self.name = name
+
+        def compile(self, signature):
+            compiled.append((self.name, signature))
+
+        def __call__(self, *args):
+            pass
+
+    x = np.zeros((4, 3), dtype=np.float32)
+    serial, parallel_ = Driver("serial"), Driver("parallel")
+    for _ in range(3):
+        parallel.drive(serial, parallel_, 64, 10 ** 6, x, 2)
+    signature = (numba.typeof(x), numba.typeof(2))
+    assert compiled == [("serial", signature), ("parallel", signature)]  # once, for the first launch only

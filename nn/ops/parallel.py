@@ -137,6 +137,7 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
     key = (parallel, int(work).bit_length())
     choice = _choices.get(key)
     if choice is None:
+        _compile_both(serial, parallel, args)
         choice = _choices.setdefault(key, LaunchChoice())
     way = choice.next_way(_kernel_seconds)
     start = time.perf_counter()
@@ -144,6 +145,15 @@ def drive(serial, parallel, items, work, *args, min_work=PARALLEL_MIN_WORK):
         seconds = time.perf_counter() - start
         _kernel_seconds += seconds
         choice.record(way, seconds / work, _kernel_seconds)
+
+
+def _compile_both(serial, parallel, args):
+    """Compile (or load from numba's cache) both drivers for these arguments' types, at a kernel's
+    first large launch: one warm-up call (train.py makes one before its first epoch) then leaves
+    no compilation for the launches that follow, whichever way they take."""
+    for driver in (serial, parallel):
+        if hasattr(driver, "compile"):  # a numba dispatcher
+            driver.compile(tuple(numba.typeof(a) for a in args))
 
 
 def _launch(serial, parallel, way, args):
