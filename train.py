@@ -35,6 +35,7 @@ from lenet.training.provenance import model_metadata
 from lenet.training.report import finish, startup_lines
 from lenet.training.runs import choose_model_path, claim_run_folder, paths_for, resume_command
 from lenet.training.warmup import warm_up
+from nn.ops.parallel import busy_cores_message
 
 HELD_OUT_FOR_LOGGING = 2000  # the log line's accuracy, like the original experiment's
 
@@ -81,6 +82,7 @@ def train(args, run):
             [(data.val_x, data.val_y), (data.test_x, data.test_y)] + ([held_out] if args.log_interval else []))
     progress = Progress()
     started = time.monotonic()
+    busy_reported = False  # the log says once that the cores look busy, if they do
     for epoch in range(start_epoch + 1, args.epochs + 1):
         # One generator per epoch, derived from (seed, epoch): shuffling and augmentation of epoch e
         # are the same whether or not the run was interrupted before it, so a resumed run ends
@@ -141,6 +143,10 @@ def train(args, run):
             best = {"val_accuracy": val[1], "epoch": epoch, "test_accuracy": test[1]}
             nn.save(model, paths["model"], metadata=model_metadata(args, epoch, val, test, data.hashes, started))
             print(f"  best validation accuracy so far: saved {paths['model']}")
+        busy = None if busy_reported else busy_cores_message()
+        if busy:
+            print(f"  {busy}", flush=True)
+            busy_reported = True
         write_metrics(paths["metrics"], history)
         save_checkpoint(paths["checkpoint"], model, optimizer, epoch, history, best, args)
 

@@ -164,3 +164,22 @@ def test_every_flag_says_its_default_in_the_help():
     assert len(options) >= 20
     for action in options:
         assert "default" in action.help, f"{action.option_strings[0]}: {action.help!r}"
+
+
+@pytest.mark.slow
+def test_the_log_says_once_that_the_cores_look_busy_when_the_kernels_measured_so(tmp_path, mnist_dir, monkeypatch,
+                                                                                 capsys):
+    line = "the cores look busy (load average 6.0 on 2 cores): 5 of 6 parallel kernels run on one thread"
+    monkeypatch.setattr(train, "busy_cores_message", lambda: line)
+    code, _ = run(tmp_path, mnist_dir, "--epochs", "2", "--train-size", "1000", "--no-augment")
+    assert code == 0
+    assert capsys.readouterr().out.count(line) == 1
+
+
+@pytest.mark.slow
+def test_the_log_says_nothing_of_busy_cores_when_the_kernels_did_not_find_them(tmp_path, mnist_dir, monkeypatch,
+                                                                              capsys):
+    monkeypatch.setattr(train, "busy_cores_message", lambda: None)
+    code, _ = run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "1000", "--no-augment")
+    assert code == 0
+    assert "cores look busy" not in capsys.readouterr().out
