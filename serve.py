@@ -14,10 +14,12 @@ import os
 # or numba kernel that also fans each small batch out to every core makes the threads fight over
 # them (measured on 2 busy cores: predict on 8 images took 24 ms with OpenBLAS threads and up to
 # 40 ms with numba's parallel kernels, against 0.2 to 0.7 ms on one thread). Set before NumPy and
-# numba are imported, which is when they read it.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
-os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+# numba are imported, which is when they read it; only when run as the server, so that a process
+# importing this module (the tests) keeps its own thread counts, which numba cannot change once
+# its threads run.
+if __name__ == "__main__":
+    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 import argparse  # noqa: E402  (after the environment above, on purpose)
 import errno  # noqa: E402

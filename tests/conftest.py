@@ -9,12 +9,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-# serve.py sets NUMBA_NUM_THREADS=1 when imported (collecting test_serve.py imports it), for the
-# server process it expects to be. In the test process numba is imported first and runs its
-# default threads; numba re-reads its environment at every fresh compile and refuses a changed
-# thread count once its pool runs. pytest_collection_finish gives the variable back.
-NUMBA_THREADS_BEFORE_COLLECTION = os.environ.get("NUMBA_NUM_THREADS")
-
 # What un-skips a test that skipped because an optional package is missing
 # (pytest.importorskip says only "could not import 'torch': No module named 'torch'").
 INSTALL_HINTS = {
@@ -75,13 +69,6 @@ def shipped_server():
         pytest.skip("shipped model not trained yet (lenet/weights/lenet5.npz)")
     with serving_in_background(PredictionServer(lenet.load_model(), port=0, log=None)) as server:
         yield server
-
-
-def pytest_collection_finish(session):
-    if NUMBA_THREADS_BEFORE_COLLECTION is None:
-        os.environ.pop("NUMBA_NUM_THREADS", None)
-    else:
-        os.environ["NUMBA_NUM_THREADS"] = NUMBA_THREADS_BEFORE_COLLECTION
 
 
 @pytest.hookimpl(hookwrapper=True)
