@@ -1,8 +1,10 @@
 """numba kernels for training-mode batch normalization of (N, C, H, W) maps, (ReLU) included, per channel.
 
 Each channel is one job (``prange`` over channels): its N * H * W values are summed by one
-thread in a fixed order, so the batch statistics, and everything after them, are the same bits
-at any thread count. Sums accumulate in float64 whatever the dtype. Formulas as ``nn.BatchNorm2d``::
+thread in the order the compiled loop fixes (``reassoc`` lets the compiler split a sum into
+vector lanes: the order is set at compile time, not by the threads), so the batch statistics,
+and everything after them, are the same bits at any thread count. Sums accumulate in float64
+whatever the dtype. Formulas as ``nn.BatchNorm2d``::
 
     mu = (1/m) sum z,  var = (1/m) sum (z - mu)²,  s = 1 / sqrt(var + eps)
     x_hat = (z - mu) s,  y = relu(weight x_hat + bias)
@@ -16,22 +18,20 @@ import numpy as np
 from .parallel import drive
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath={"reassoc"})
 def _forward_channel(z, c, eps, weight, bias, relu, x_hat, y, mean, var, inv_std):
-    n, _, h, w = z.shape
-    m = n * h * w
+    n, _, size = z.shape
+    m = n * size
     total = 0.0
     for i in range(n):
-        for r in range(h):
-            for q in range(w):
-                total += z[i, c, r, q]
+        for k in range(size):
+            total += z[i, c, k]
     mu = total / m
     squares = 0.0
     for i in range(n):  # a second pass over the centred values: no cancellation (as the reference)
-        for r in range(h):
-            for q in range(w):
-                d = z[i, c, r, q] - mu
-                squares += d * d
+        for k in range(size):
+            d = z[i, c, k] - mu
+            squares += d * d
     v = squares / m
     mean[c], var[c] = mu, v
     # s in the maps' dtype, as the reference's 1 / np.sqrt(var + eps) computes it.
@@ -41,12 +41,11 @@ def _forward_channel(z, c, eps, weight, bias, relu, x_hat, y, mean, var, inv_std
     zero = z.dtype.type(0)
     wc, bc = weight[c], bias[c]
     for i in range(n):
-        for r in range(h):
-            for q in range(w):
-                t = (z[i, c, r, q] - mu_t) * s
-                x_hat[i, c, r, q] = t
-                o = t * wc + bc
-                y[i, c, r, q] = o if (o > zero or not relu) else zero
+        for k in range(size):
+            t = (z[i, c, k] - mu_t) * s
+            x_hat[i, c, k] = t
+            o = t * wc + bc
+            y[i, c, k] = o if (o > zero or not relu) else zero
 
 
 @numba.njit(cache=True)
@@ -61,20 +60,19 @@ def _forward_parallel(z, eps, weight, bias, relu, x_hat, y, mean, var, inv_std):
         _forward_channel(z, c, eps, weight, bias, relu, x_hat, y, mean, var, inv_std)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, inline="always", fastmath={"reassoc"})
 def _backward_channel(dy, y, x_hat, c, inv_std, weight, relu, weight_grad, bias_grad, need_input_grad, dz):
-    n, _, h, w = dy.shape
-    m = n * h * w
+    n, _, size = dy.shape
+    m = n * size
     zero = dy.dtype.type(0)
     g_sum = 0.0
     g_x_hat_sum = 0.0
     for i in range(n):
-        for r in range(h):
-            for q in range(w):
-                g = dy[i, c, r, q]
-                g = g if (y[i, c, r, q] > zero or not relu) else zero
-                g_sum += g
-                g_x_hat_sum += g * x_hat[i, c, r, q]
+        for k in range(size):
+            g = dy[i, c, k]
+            g = g if (y[i, c, k] > zero or not relu) else zero
+            g_sum += g
+            g_x_hat_sum += g * x_hat[i, c, k]
     bias_grad[c] += g_sum
     weight_grad[c] += g_x_hat_sum
     if need_input_grad:
@@ -82,11 +80,10 @@ def _backward_channel(dy, y, x_hat, c, inv_std, weight, relu, weight_grad, bias_
         g_sum_t, g_x_hat_sum_t = dy.dtype.type(g_sum), dy.dtype.type(g_x_hat_sum)
         m_t = dy.dtype.type(m)
         for i in range(n):
-            for r in range(h):
-                for q in range(w):
-                    g = dy[i, c, r, q]
-                    g = g if (y[i, c, r, q] > zero or not relu) else zero
-                    dz[i, c, r, q] = scale * (m_t * g - g_sum_t - x_hat[i, c, r, q] * g_x_hat_sum_t)
+            for k in range(size):
+                g = dy[i, c, k]
+                g = g if (y[i, c, k] > zero or not relu) else zero
+                dz[i, c, k] = scale * (m_t * g - g_sum_t - x_hat[i, c, k] * g_x_hat_sum_t)
 
 
 @numba.njit(cache=True)
@@ -113,8 +110,8 @@ def batchnorm_forward(z, eps, weight, bias, relu):
     x_hat, y = np.empty_like(z), np.empty_like(z)
     mean, var = np.empty(channels), np.empty(channels)
     inv_std = np.empty(channels, dtype=z.dtype)
-    drive(_forward_serial, _forward_parallel, channels, 3 * z.size,
-          z, float(eps), weight, bias, bool(relu), x_hat, y, mean, var, inv_std)
+    drive(_forward_serial, _forward_parallel, channels, 3 * z.size, _planes(z), float(eps), weight, bias,
+          bool(relu), _planes(x_hat), _planes(y), mean, var, inv_std)
     return y, x_hat, mean, var, inv_std
 
 
@@ -123,7 +120,13 @@ def batchnorm_backward(dy, y, x_hat, inv_std, weight, weight_grad, bias_grad, re
     returns dz (N, C, H, W), or None if not ``need_input_grad``. ``y`` is the forward output (its sign
     is the ReLU mask when ``relu``)."""
     dy = np.ascontiguousarray(dy)
-    dz = np.empty_like(dy) if need_input_grad else np.empty((0, 0, 0, 0), dtype=dy.dtype)
-    drive(_backward_serial, _backward_parallel, dy.shape[1], 3 * dy.size,
-          dy, y, x_hat, inv_std, weight, bool(relu), weight_grad, bias_grad, bool(need_input_grad), dz)
+    dz = np.empty_like(dy) if need_input_grad else np.empty((0, 0, 0), dtype=dy.dtype)
+    drive(_backward_serial, _backward_parallel, dy.shape[1], 3 * dy.size, _planes(dy), _planes(y), _planes(x_hat),
+          inv_std, weight, bool(relu), weight_grad, bias_grad, bool(need_input_grad),
+          _planes(dz) if need_input_grad else dz)
     return dz if need_input_grad else None
+
+
+def _planes(maps):
+    """(N, C, H, W) -> the (N, C, H * W) view: each channel's plane as one contiguous run per image."""
+    return maps.reshape(maps.shape[0], maps.shape[1], -1)
