@@ -125,14 +125,13 @@ class ConvBatchNormStage:
     def forward(self, x, training):
         conv, bn, pool = self.conv, self.bn, self.pool
         batch_statistics = bn.training or not bn.track_running_stats
-        # Without parameters or buffers the batch norm takes its input's dtype: the convolution's.
-        same_dtype = not (bn.affine or bn.track_running_stats) or bn._dtype(None) == conv.weight.dtype
+        same_dtype = bn.compute_dtype(conv.weight.data) == conv.weight.dtype  # its input is the convolution's output
         if not same_dtype or (training and not batch_statistics):
             return self._one_by_one(x, training)
         x = as_float_array("Conv2d", x, conv.weight.dtype, ndim=4)
         out_h, out_w = conv.output_size(x.shape)
         conv_shape = (x.shape[0], conv.out_channels, out_h, out_w)
-        bn._check_input(np.broadcast_to(np.empty(1, x.dtype), conv_shape))  # its channel count, no memory
+        bn.check_input(np.broadcast_to(np.empty(1, x.dtype), conv_shape))  # its channel count, no memory
         pool_kernel, pool_stride = ((1, 1), (1, 1)) if pool is None else (pool.kernel_size, pool.stride)
         if pool is not None:
             pool.output_size(conv_shape)
@@ -152,7 +151,7 @@ class ConvBatchNormStage:
         bias = bn.bias.data if bn.affine else np.zeros(conv.out_channels, dtype=dtype)
         y, x_hat, mean, var, inv_std = norm_kernels.batchnorm_forward(z, bn.eps, weight, bias, self.relu is not None)
         if bn.training and bn.track_running_stats:
-            bn._update_running_statistics(mean.astype(dtype), var.astype(dtype), m)
+            bn.update_running_statistics(mean.astype(dtype), var.astype(dtype), m)
         out, argmax = y, None
         if pool is not None:
             out, argmax = numba_ops.maxpool2d_forward(y, *pool.kernel_size, *pool.stride)
