@@ -90,8 +90,8 @@ class ConvBatchNormStage:
     convolution (weight ``a W``, bias ``a conv_bias + b``): one ``ConvStage`` pass, the fold computed
     at every call from the current parameters and buffers (C_out numbers), so never stale.
     With the batch's statistics (training, or ``track_running_stats=False``): the convolution's
-    pass, then ``nn.ops.norm_kernels`` (statistics, normalization, affine and ReLU in one pass per
-    channel), then the pooling; backward the same passes in reverse, the batch norm's in one.
+    pass, then ``nn.ops.norm_kernels`` (statistics, then normalization, affine, ReLU and pooling in
+    one pass per channel); backward the same passes in reverse.
     A training pass with running statistics (a frozen batch norm), or with layers of different
     dtypes, runs the layers one by one, each as the execution layer runs it alone.
     """
@@ -149,32 +149,28 @@ class ConvBatchNormStage:
         dtype = z.dtype
         weight = bn.weight.data if bn.affine else np.ones(conv.out_channels, dtype=dtype)
         bias = bn.bias.data if bn.affine else np.zeros(conv.out_channels, dtype=dtype)
-        y, x_hat, mean, var, inv_std = norm_kernels.batchnorm_forward(z, bn.eps, weight, bias, self.relu is not None)
+        pooling = {} if pool is None else dict(pool_kernel=pool.kernel_size, pool_stride=pool.stride)
+        out, argmax, x_hat, mean, var, inv_std = norm_kernels.batchnorm_forward(z, bn.eps, weight, bias,
+                                                                                self.relu is not None, **pooling)
         if bn.training and bn.track_running_stats:
             bn.update_running_statistics(mean.astype(dtype), var.astype(dtype), m)
-        out, argmax = y, None
-        if pool is not None:
-            out, argmax = numba_ops.maxpool2d_forward(y, *pool.kernel_size, *pool.stride)
         if not training:
             return out, None
-        return out, dict(x=x, z=z, y=y, x_hat=x_hat, inv_std=inv_std, out=out, argmax=argmax)
+        return out, dict(x=x, z=z, x_hat=x_hat, inv_std=inv_std, out=out, argmax=argmax, pooling=pooling)
 
     def backward(self, dout, saved, need_input_grad):
-        conv, bn, pool = self.conv, self.bn, self.pool
+        conv, bn = self.conv, self.bn
         if saved == "one by one":
             for k in range(len(self.layers) - 1, -1, -1):
                 dout = self.layers[k].backward(dout, need_input_grad=need_input_grad or k > 0)
             return dout
         dout = check_dout(type(self.layers[-1]).__name__, dout, saved["out"].shape, conv.weight.dtype)
-        if pool is not None:
-            dout = numba_ops.maxpool2d_backward(dout, saved["argmax"], saved["y"].shape, *pool.kernel_size,
-                                                *pool.stride)
         channels = conv.out_channels
         weight = bn.weight.data if bn.affine else np.ones(channels, dtype=dout.dtype)
         weight_grad = grad_target(bn.weight) if bn.affine else np.zeros(channels, dtype=dout.dtype)
         bias_grad = grad_target(bn.bias) if bn.affine else np.zeros(channels, dtype=dout.dtype)
-        dz = norm_kernels.batchnorm_backward(dout, saved["y"], saved["x_hat"], saved["inv_std"], weight, weight_grad,
-                                             bias_grad, self.relu is not None)
+        dz = norm_kernels.batchnorm_backward(dout, saved["out"], saved["argmax"], saved["x_hat"], saved["inv_std"],
+                                             weight, weight_grad, bias_grad, self.relu is not None, **saved["pooling"])
         return conv_kernels.conv_backward(dz, saved["x"], saved["z"], None, conv.weight.data, grad_target(conv.weight),
                                           grad_target(conv.bias), conv.stride, conv.padding, False,
                                           need_input_grad=need_input_grad, buffers=self.scratch)
