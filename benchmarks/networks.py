@@ -2,11 +2,11 @@
 
 A network is a tuple of layer specs ``(name, layer class name, positional args, keyword args)``.
 The class names, arguments and layouts are the same in ``nn`` and ``torch.nn`` (``Conv2d``,
-``ReLU``, ``MaxPool2d``, ``Flatten``, ``Linear``), so one table builds both, and the two models
+``ReLU``, ``MaxPool2d``, ``Flatten``, ``Linear``, ``BatchNorm2d``, ``Dropout``), so one table builds both, and the two models
 have the same state-dict keys: ``"0.weight"``, ... for an ``nn.Sequential``, ``"C1.weight"``, ...
 for LeNet5. ``copy_weights`` gives the PyTorch model the ``nn`` model's weights.
 
-Networks A-G are typical small image classifiers, as a user would compose them with ``nn.Sequential``; "LeNet5"
+Networks A-H are typical small image classifiers, as a user would compose them with ``nn.Sequential``; "LeNet5"
 is ``lenet.LeNet5`` itself (on the PyTorch side, the same layers under the same names).
 
 PyTorch is imported only inside ``build_torch`` and ``copy_weights``: everything else works without it.
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 PARAMETRIZED = ("Conv2d", "Linear")  # the layers that take ``dtype`` and ``rng`` in nn
+TYPED = ("BatchNorm2d",)  # the layers that take ``dtype`` only
+RANDOM = ("Dropout",)  # the layers that take ``rng`` only (their own generator, seeded from the network's)
 # How the benchmarks train every network: train.py's optimizer, the same keywords in nn.optim.SGD
 # and torch.optim.SGD.
 SGD_SETTINGS = {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4}
@@ -38,6 +40,14 @@ def pool(kernel_size, stride=None):
     return _layer("MaxPool2d", kernel_size, **({} if stride is None else {"stride": stride}))
 
 
+def batchnorm(num_features):
+    return _layer("BatchNorm2d", num_features)
+
+
+def dropout(p=0.5):
+    return _layer("Dropout", p)
+
+
 def flatten():
     return _layer("Flatten")
 
@@ -48,7 +58,7 @@ def linear(in_features, out_features):
 
 @dataclass(frozen=True)
 class Network:
-    key: str             # "A" ... "G", or "LeNet5"
+    key: str             # "A" ... "H", or "LeNet5"
     description: str     # one line, for tables
     input_shape: tuple   # (C, H, W) of one image
     layers: tuple        # layer specs, see the module docstring
@@ -82,6 +92,10 @@ NETWORKS = {n.key: n for n in (
         flatten(), linear(784, 512), relu(), linear(512, 256), relu(), linear(256, 10))),
     Network("G", "conv8 k5, overlapping MaxPool2d(3, stride=2)", (1, 28, 28), (
         conv(1, 8, 5), relu(), pool(3, stride=2), flatten(), linear(968, 10))),
+    Network("H", "C with BatchNorm2d after each conv, Dropout before the last Linear", (1, 28, 28), (
+        # No convolution bias: the batch norm after it subtracts it again (its gradient is 0 up to rounding).
+        conv(1, 32, 3, padding=1, bias=False), batchnorm(32), relu(), pool(2),
+        conv(32, 64, 3, padding=1, bias=False), batchnorm(64), relu(), pool(2), flatten(), linear(3136, 128), relu(), dropout(0.5), linear(128, 10))),
     Network("LeNet5", "lenet.LeNet5 itself", (1, 28, 28), _lenet5_layers(names=LENET5_NAMES)),
 )}
 
@@ -95,7 +109,8 @@ def build_nn(network, dtype=np.float32, seed=0):
     rng = np.random.default_rng(seed)
     layers = []
     for _, kind, args, kwargs in network.layers:
-        extra = {"dtype": dtype, "rng": rng} if kind in PARAMETRIZED else {}
+        extra = ({"dtype": dtype, "rng": rng} if kind in PARAMETRIZED else {"dtype": dtype} if kind in TYPED
+                 else {"rng": int(rng.integers(2**63))} if kind in RANDOM else {})
         layers.append(getattr(nn, kind)(*args, **kwargs, **extra))
     return nn.Sequential(*layers)
 

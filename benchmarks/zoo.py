@@ -1,4 +1,4 @@
-"""Benchmark the zoo (networks A-G and LeNet5, ``benchmarks.networks``) on both backends, side by side with PyTorch.
+"""Benchmark the zoo (networks A-H and LeNet5, ``benchmarks.networks``) on both backends, side by side with PyTorch.
 
     python -m benchmarks.zoo                      # every network: training and batch-1000 inference
     python -m benchmarks.zoo --quick              # fewer, shorter blocks: about two minutes
@@ -124,7 +124,7 @@ def _network_keys(text):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.zoo",
-                                description="Benchmark networks A-G and LeNet5 on both backends and PyTorch.")
+                                description="Benchmark networks A-H and LeNet5 on both backends and PyTorch.")
     p.add_argument("--quick", action="store_true", help="3 shorter blocks per figure instead of 7")
     p.add_argument("--repeats", type=int, default=None,
                    help="alternating blocks per figure (default: 7, quick: 3); more of them on a busy machine")

@@ -69,15 +69,18 @@ class _BatchNorm(Module):
         about (it slices large eval batches), unless there are no running statistics to normalize with."""
         return self.track_running_stats
 
-    def _dtype(self, x):
-        """The parameters' dtype (buffers follow it through ``astype``); the input's if there are neither."""
+    def compute_dtype(self, x):
+        """The dtype this layer computes in for input ``x``: its parameters' (buffers follow them through ``astype``),
+        else its buffers', else the input's (at least float32)."""
         if self.affine:
             return self.weight.dtype
         if self.track_running_stats:
             return self.running_mean.dtype
         return np.result_type(np.asarray(x).dtype, np.float32)
 
-    def _check_input(self, x):
+    def check_input(self, x):
+        """Raise a ValueError naming the layer unless ``x`` has an accepted number of dimensions and
+        ``num_features`` channels on axis 1 (``nn.execution`` checks the output of a convolution with it)."""
         name = type(self).__name__
         if x.ndim not in self._input_dims:
             expected = " or ".join(f"{d}D" for d in self._input_dims)
@@ -87,8 +90,8 @@ class _BatchNorm(Module):
                              f"got shape {x.shape}")
 
     def forward(self, x):
-        x = as_float_array(type(self).__name__, x, self._dtype(x))
-        self._check_input(x)
+        x = as_float_array(type(self).__name__, x, self.compute_dtype(x))
+        self.check_input(x)
         axes = (0,) + tuple(range(2, x.ndim))  # every axis but the channels'
         per_channel = (1, self.num_features) + (1,) * (x.ndim - 2)  # a (C,) vector broadcast against x
         m = x.size // self.num_features
@@ -99,7 +102,7 @@ class _BatchNorm(Module):
             mean = x.mean(axis=axes)
             var = np.square(x - mean.reshape(per_channel)).mean(axis=axes)  # two passes: no cancellation
             if self.training and self.track_running_stats:
-                self._update_running_statistics(mean, var, m)
+                self.update_running_statistics(mean, var, m)
         else:
             mean, var = self.running_mean, self.running_var
         inv_std = 1 / np.sqrt(var + x.dtype.type(self.eps))
@@ -109,7 +112,9 @@ class _BatchNorm(Module):
             return x_hat
         return x_hat * self.weight.data.reshape(per_channel) + self.bias.data.reshape(per_channel)
 
-    def _update_running_statistics(self, mean, var, m):
+    def update_running_statistics(self, mean, var, m):
+        """Fold one batch's ``mean`` and biased ``var`` (C,), over ``m`` values per channel, into the running
+        estimates, and count the batch (the class docstring's rule)."""
         self.num_batches_tracked += 1
         factor = 1.0 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
         self.running_mean[...] = (1 - factor) * self.running_mean + factor * mean

@@ -42,6 +42,22 @@ def seeded_dout(network, dtype):
     return np.random.default_rng(1).standard_normal((BATCH, network.classes)).astype(dtype)
 
 
+def with_our_dropout_masks(ours, reference):
+    """Give each ``torch.nn.Dropout`` of ``reference`` the masks ``ours``'s will draw next (from a copy of its generator)."""
+    import copy
+
+    import torch
+    for name, layer in ours.named_children():
+        if type(layer) is nn.Dropout:
+            rng, p = copy.deepcopy(layer.rng), layer.p
+
+            def dropout(module, inputs, output, rng=rng, p=p):  # replaces torch's output
+                keep = torch.from_numpy(rng.random(tuple(inputs[0].shape)) >= p)
+                return inputs[0] * keep.to(inputs[0].dtype) / (1 - p)
+
+            getattr(reference, name).register_forward_hook(dropout)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("key", list(NETWORKS))
 def test_numba_and_numpy_backends_agree_on_every_output_and_gradient(key, dtype):
@@ -68,6 +84,7 @@ def test_every_network_matches_pytorch_in_float64(key, backend):
     x, _ = example_batch(network, BATCH, dtype=np.float64)
     dout = seeded_dout(network, np.float64)
 
+    with_our_dropout_masks(ours, reference)
     with nn.use_backend(backend):
         results = forward_and_gradients(ours, x, dout)
     tx = torch.tensor(x, requires_grad=True)

@@ -2,12 +2,14 @@
 
 ``plan(modules)`` groups a sequence of layers, as ``Sequential`` holds them, into stages:
 
+* ``Conv2d`` ``BatchNorm2d`` [``ReLU``] [``MaxPool2d``] -> one ``ConvBatchNormStage`` (in eval mode the
+  batch norm folded into the convolution, in training ``nn.ops.norm_kernels``), without BLAS;
 * ``Conv2d`` [``ReLU``] [``MaxPool2d``] -> one ``ConvStage`` (``nn.ops.conv_kernels``): the
   convolution, ReLU and pooling in one pass over memory, for any stride, padding, kernel, channel
   counts and pooling windows; in a network that runs on BLAS (``runs_on_blas``: its convolutions
   are all strided), ``Conv2d`` [``ReLU``] -> one ``GemmConvStage`` instead (im2col + one product,
   ``nn.ops.gemm_kernels``);
-* ``Linear`` [``ReLU``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), on BLAS in a network
+* ``Linear`` [``ReLU``] [``Dropout``] -> one ``LinearStage`` (``nn.ops.linear_kernels``), on BLAS in a network
   that runs on BLAS, on compiled loops otherwise;
 * a ``MaxPool2d`` no convolution took -> a ``PoolStage`` (``nn.ops.numba_ops``);
 * anything else (``Flatten``, a lone ``ReLU``, a nested ``Sequential``, a layer of your own) -> a
@@ -27,14 +29,16 @@ import numpy as np
 
 from ..activation import ReLU
 from ..backend import get_backend
+from ..batchnorm import BatchNorm2d
 from ..conv import Conv2d
+from ..dropout import Dropout
 from ..linear import Linear
 from ..loss import CrossEntropyLoss
 from ..module import PLAN_ATTRIBUTE
 from ..pool import MaxPool2d
 from ..sequential import Sequential
 from .loss import CrossEntropyPlan
-from .stages import ConvStage, GemmConvStage, LinearStage, ModuleStage, PoolStage, StageModule
+from .stages import ConvBatchNormStage, ConvStage, GemmConvStage, LinearStage, ModuleStage, PoolStage, StageModule
 
 # Eval-mode forward of a large batch goes through the stages in slices of this many images, in
 # networks that run their convolutions on BLAS. Measured on network E at batch 1000: slices of 16,
@@ -71,11 +75,14 @@ def plan(modules):
         if type(layer) is Conv2d and blas:
             stage = GemmConvStage(layer, _next_if(modules, i + 1, ReLU))
         elif type(layer) is Conv2d:
-            relu = _next_if(modules, i + 1, ReLU)
-            pool = _next_if(modules, i + 1 + (relu is not None), MaxPool2d)
-            stage = ConvStage(layer, relu, pool)
+            bn = _next_if(modules, i + 1, BatchNorm2d)
+            relu = _next_if(modules, i + 1 + (bn is not None), ReLU)
+            pool = _next_if(modules, i + 1 + (bn is not None) + (relu is not None), MaxPool2d)
+            stage = ConvStage(layer, relu, pool) if bn is None else ConvBatchNormStage(layer, bn, relu, pool)
         elif type(layer) is Linear:
-            stage = LinearStage(layer, _next_if(modules, i + 1, ReLU), blas)
+            relu = _next_if(modules, i + 1, ReLU)
+            dropout = _next_if(modules, i + 1 + (relu is not None), Dropout)
+            stage = LinearStage(layer, relu, blas, dropout)
         elif type(layer) is MaxPool2d:
             stage = PoolStage(layer)
         else:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..checks import as_float_array, check_dout
 from ..module import Module
-from ..ops import conv_kernels, gemm_kernels, linear_kernels, numba_ops
+from ..ops import conv_kernels, dropout_kernels, gemm_kernels, linear_kernels, norm_kernels, numba_ops
 
 
 def grad_target(param):
@@ -82,6 +82,100 @@ class ConvStage:
             saved["pool_stride"], need_input_grad=need_input_grad, buffers=self.scratch)
 
 
+class ConvBatchNormStage:
+    """``Conv2d``, ``BatchNorm2d``, then optionally ``ReLU``, then optionally ``MaxPool2d``, compiled.
+
+    With running statistics (eval mode): the normalization is per channel ``y = a z + b`` with
+    ``a = weight / sqrt(running_var + eps)``, ``b = bias - a running_mean``, which folds into the
+    convolution (weight ``a W``, bias ``a conv_bias + b``): one ``ConvStage`` pass, the fold computed
+    at every call from the current parameters and buffers (C_out numbers), so never stale.
+    With the batch's statistics (training, or ``track_running_stats=False``): the convolution's
+    pass, then ``nn.ops.norm_kernels`` (statistics, then normalization, affine, ReLU and pooling in
+    one pass per channel); backward the same passes in reverse.
+    A training pass with running statistics (a frozen batch norm), or with layers of different
+    dtypes, runs the layers one by one, each as the execution layer runs it alone.
+    """
+
+    fused = True
+
+    def __init__(self, conv, bn, relu=None, pool=None):
+        self.conv, self.bn, self.relu, self.pool = conv, bn, relu, pool
+        self.layers = tuple(m for m in (conv, bn, relu, pool) if m is not None)
+        self.per_sample = bn.per_sample
+        self.scratch = {}
+
+    def _folded(self):
+        """The convolution's (weight, bias) with the eval-mode batch norm folded in (see the class docstring)."""
+        conv, bn = self.conv, self.bn
+        dtype = conv.weight.dtype
+        scale = 1 / np.sqrt(bn.running_var.astype(dtype) + dtype.type(bn.eps))
+        if bn.affine:
+            scale = bn.weight.data * scale
+        shift = -bn.running_mean.astype(dtype) * scale
+        if bn.affine:
+            shift = shift + bn.bias.data
+        conv_bias = 0 if conv.bias is None else conv.bias.data
+        return conv.weight.data * scale.reshape(-1, 1, 1, 1), (conv_bias * scale + shift).astype(dtype)
+
+    def _one_by_one(self, x, training):
+        for layer in self.layers:
+            x = layer(x)
+        return x, ("one by one" if training else None)
+
+    def forward(self, x, training):
+        conv, bn, pool = self.conv, self.bn, self.pool
+        batch_statistics = bn.training or not bn.track_running_stats
+        same_dtype = bn.compute_dtype(conv.weight.data) == conv.weight.dtype  # its input is the convolution's output
+        if not same_dtype or (training and not batch_statistics):
+            return self._one_by_one(x, training)
+        x = as_float_array("Conv2d", x, conv.weight.dtype, ndim=4)
+        out_h, out_w = conv.output_size(x.shape)
+        conv_shape = (x.shape[0], conv.out_channels, out_h, out_w)
+        bn.check_input(np.broadcast_to(np.empty(1, x.dtype), conv_shape))  # its channel count, no memory
+        pool_kernel, pool_stride = ((1, 1), (1, 1)) if pool is None else (pool.kernel_size, pool.stride)
+        if pool is not None:
+            pool.output_size(conv_shape)
+        if not batch_statistics:
+            weight, bias = self._folded()
+            out, _ = conv_kernels.conv_forward(x, weight, bias, conv.stride, conv.padding, self.relu is not None,
+                                               pool_kernel, pool_stride, keep_argmax=False)
+            return out, None
+        m = x.shape[0] * out_h * out_w
+        if bn.training and m < 2:
+            raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, "
+                             f"got input of shape {conv_shape}")
+        conv_bias = None if conv.bias is None else conv.bias.data
+        z, _ = conv_kernels.conv_forward(x, conv.weight.data, conv_bias, conv.stride, conv.padding, keep_argmax=False)
+        dtype = z.dtype
+        weight = bn.weight.data if bn.affine else np.ones(conv.out_channels, dtype=dtype)
+        bias = bn.bias.data if bn.affine else np.zeros(conv.out_channels, dtype=dtype)
+        pooling = {} if pool is None else dict(pool_kernel=pool.kernel_size, pool_stride=pool.stride)
+        out, argmax, x_hat, mean, var, inv_std = norm_kernels.batchnorm_forward(z, bn.eps, weight, bias,
+                                                                                self.relu is not None, **pooling)
+        if bn.training and bn.track_running_stats:
+            bn.update_running_statistics(mean.astype(dtype), var.astype(dtype), m)
+        if not training:
+            return out, None
+        return out, dict(x=x, z=z, x_hat=x_hat, inv_std=inv_std, out=out, argmax=argmax, pooling=pooling)
+
+    def backward(self, dout, saved, need_input_grad):
+        conv, bn = self.conv, self.bn
+        if saved == "one by one":
+            for k in range(len(self.layers) - 1, -1, -1):
+                dout = self.layers[k].backward(dout, need_input_grad=need_input_grad or k > 0)
+            return dout
+        dout = check_dout(type(self.layers[-1]).__name__, dout, saved["out"].shape, conv.weight.dtype)
+        channels = conv.out_channels
+        weight = bn.weight.data if bn.affine else np.ones(channels, dtype=dout.dtype)
+        weight_grad = grad_target(bn.weight) if bn.affine else np.zeros(channels, dtype=dout.dtype)
+        bias_grad = grad_target(bn.bias) if bn.affine else np.zeros(channels, dtype=dout.dtype)
+        dz = norm_kernels.batchnorm_backward(dout, saved["out"], saved["argmax"], saved["x_hat"], saved["inv_std"],
+                                             weight, weight_grad, bias_grad, self.relu is not None, **saved["pooling"])
+        return conv_kernels.conv_backward(dz, saved["x"], saved["z"], None, conv.weight.data, grad_target(conv.weight),
+                                          grad_target(conv.bias), conv.stride, conv.padding, False,
+                                          need_input_grad=need_input_grad, buffers=self.scratch)
+
+
 class GemmConvStage:
     """``Conv2d``, then optionally ``ReLU``, as im2col + one BLAS product (``nn.ops.gemm_kernels``).
 
@@ -144,26 +238,36 @@ class GemmConvStage:
 
 
 class LinearStage:
-    """``Linear``, then optionally ``ReLU``, in one pass (``nn.ops.linear_kernels``); the product on BLAS
-    if ``blas``, else on compiled loops."""
+    """``Linear``, then optionally ``ReLU``, then optionally ``Dropout``, in one pass (``nn.ops.linear_kernels``);
+    the product on BLAS if ``blas``, else on compiled loops.
+
+    The dropout, in training, draws its uniform numbers from the layer's generator exactly as
+    ``Dropout.forward`` does (so the same masks on every backend), and ``nn.ops.dropout_kernels``
+    turns them into the mask and applies it in one pass; backward multiplies by that mask.
+    """
 
     fused = per_sample = True
 
-    def __init__(self, linear, relu=None, blas=True):
-        self.linear, self.relu, self.blas = linear, relu, blas
-        self.layers = tuple(m for m in (linear, relu) if m is not None)
+    def __init__(self, linear, relu=None, blas=True, dropout=None):
+        self.linear, self.relu, self.blas, self.dropout = linear, relu, blas, dropout
+        self.layers = tuple(m for m in (linear, relu, dropout) if m is not None)
 
     def forward(self, x, training):
-        linear = self.linear
+        linear, dropout = self.linear, self.dropout
         x = as_float_array("Linear", x, linear.weight.dtype, ndim=2)
         linear.check_features(x.shape)
         bias = None if linear.bias is None else linear.bias.data
         out = linear_kernels.linear_forward(x, linear.weight.data, bias, self.relu is not None, self.blas)
-        return out, (dict(x=x, out=out) if training else None)
+        result, mask = out, None
+        if dropout is not None and dropout.training:
+            result, mask = dropout_kernels.dropout_forward(out, dropout.rng.random(out.shape), dropout.p)
+        return result, (dict(x=x, out=out, mask=mask) if training else None)
 
     def backward(self, dout, saved, need_input_grad):
         linear = self.linear
-        dout = check_dout("Linear", dout, saved["out"].shape, linear.weight.dtype)
+        dout = check_dout(type(self.layers[-1]).__name__, dout, saved["out"].shape, linear.weight.dtype)
+        if saved["mask"] is not None:
+            dout = dout * saved["mask"]
         return linear_kernels.linear_backward(dout, saved["x"], saved["out"], linear.weight.data,
                                               grad_target(linear.weight), grad_target(linear.bias),
                                               self.relu is not None, need_input_grad, self.blas)
