@@ -33,7 +33,8 @@ def load_checkpoint(path, model, optimizer, args):
                          "first epoch ended, or never started); start afresh without --resume")
     state, meta = nn.load(path)
     run = run_definition(args)
-    differing = {k: (meta["run"].get(k), run[k]) for k in RUN_DEFINING_FLAGS if meta["run"].get(k) != run[k]}
+    recorded = {"model": "lenet5", "optimizer": "sgd", **meta["run"]}  # what a checkpoint that names neither holds
+    differing = {k: (recorded.get(k), run[k]) for k in RUN_DEFINING_FLAGS if recorded.get(k) != run[k]}
     if differing:
         detail = ", ".join(f"--{k.replace('_', '-')} was {a!r}, now {b!r}" for k, (a, b) in differing.items())
         raise SystemExit(f"train.py: cannot resume {path}: the run was defined differently ({detail}); "
