@@ -7,6 +7,7 @@ import platform
 import time
 
 import nn
+
 from .options import run_definition
 
 
