@@ -118,7 +118,7 @@ def main(argv=None):
     options = {"request_timeout": args.timeout, "max_connections": args.max_connections,
                "body_memory": args.body_memory * MIB, "allowed_hosts": tuple(args.allow_host)}
     accuracy = model.metadata.get("test_accuracy")
-    about = f"LeNet5 from {path}" + (f" (test accuracy {accuracy})" if accuracy is not None else "")
+    about = f"{type(model).__name__} from {path}" + (f" (test accuracy {accuracy})" if accuracy is not None else "")
     if args.workers == 1:
         return serve_in_this_process(model, about, args, options)
     return serve_with_workers(path, about, args, options)

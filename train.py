@@ -1,4 +1,4 @@
-"""Train LeNet5 on MNIST with a hand-written SGD loop.
+"""Train LeNet5 (or, with --model lenet5-1998, the 1998 paper's LeNet-5) on MNIST with a hand-written SGD loop.
 
     python train.py                      # fetch MNIST if needed, train, write a new runs/exp<N>/
     python train.py --epochs 3 --lr-schedule constant --no-augment --name quick
@@ -23,7 +23,6 @@ import numpy as np
 import nn
 from data import mnist
 from data.batches import epoch_rng, iterate
-from data.normalize import normalize
 from data.split import split_validation
 from data.storage import CorruptFileError
 from lenet.training import recipe, signals
@@ -40,8 +39,8 @@ from nn.ops.parallel import busy_cores_message
 HELD_OUT_FOR_LOGGING = 2000  # the log line's accuracy, like the original experiment's
 
 
-def load_data(args):
-    """MNIST split as the flags say: raw training images and labels, normalized validation and test sets."""
+def load_data(args, model):
+    """MNIST split as the flags say: raw training images and labels, validation and test sets as ``model`` reads them."""
     root = mnist.ensure(args.data_dir, download=not args.no_download, create=args.create_data_dir)
     train_images, train_labels = mnist.load(root, train=True)
     test_images, test_labels = mnist.load(root, train=False)
@@ -50,8 +49,8 @@ def load_data(args):
     if args.train_size is not None:
         train_images, train_labels = train_images[:args.train_size], train_labels[:args.train_size]
     return SimpleNamespace(train_images=train_images, train_labels=train_labels, test_images=test_images,
-                           val_x=normalize(val_images), val_y=val_labels.astype(np.intp),
-                           test_x=normalize(test_images), test_y=test_labels.astype(np.intp),
+                           val_x=model.preprocess(val_images), val_y=val_labels.astype(np.intp),
+                           test_x=model.preprocess(test_images), test_y=test_labels.astype(np.intp),
                            hashes=dict(mnist.SHA256))  # load() verified every file against these
 
 
@@ -62,8 +61,8 @@ def train(args, run):
     """
     if args.backend:
         nn.set_backend(args.backend)
-    data = load_data(args)
-    model, criterion = recipe.make_model(args.seed), nn.CrossEntropyLoss()
+    model, criterion = recipe.make_model(args.seed, args.model), nn.CrossEntropyLoss()
+    data = load_data(args, model)
     optimizer = recipe.make_optimizer(model, args)
     augment = recipe.make_augment(args)
     start_epoch, history, best = 0, [], {"val_accuracy": -1.0, "epoch": 0}
@@ -93,8 +92,10 @@ def train(args, run):
         # A new random variant of every training image each epoch, made in one parallel pass
         # before shuffling (per batch, the kernel is too small to use both cores).
         images = augment(data.train_images, rng) if augment else data.train_images
+        images = recipe.input_pixels(model, images)  # 32x32 for the 1998 model: the border is added after augmenting
         loss_sum, correct, seen = 0.0, 0, 0
-        for step_in_epoch, (x, y) in enumerate(iterate(images, data.train_labels, args.batch_size, rng=rng)):
+        for step_in_epoch, (x, y) in enumerate(iterate(images, data.train_labels, args.batch_size, rng=rng,
+                                                       **model.normalization)):
             step = (epoch - 1) * steps_per_epoch + step_in_epoch
             optimizer.lr = recipe.learning_rate(args.lr_schedule, args.lr, step, total_steps)
             logits = model(x)                          # forward
@@ -141,7 +142,7 @@ def train(args, run):
               f"{row['images_per_second']:,.0f} img/s, evaluation {eval_seconds:.1f}s", flush=True)
         if val[1] > best["val_accuracy"]:
             best = {"val_accuracy": val[1], "epoch": epoch, "test_accuracy": test[1]}
-            nn.save(model, paths["model"], metadata=model_metadata(args, epoch, val, test, data.hashes, started))
+            nn.save(model, paths["model"], metadata=model_metadata(model, args, epoch, val, test, data.hashes, started))
             print(f"  best validation accuracy so far: saved {paths['model']}")
         busy = None if busy_reported else busy_cores_message()
         if busy:

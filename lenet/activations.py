@@ -11,6 +11,7 @@ output, so that each map shown is what the next stage reads::
     F6   F6 + relu6          (N, 84)
     out  out                 (N, 10)    the logits
 
+A model with a ``stages`` attribute (``lenet.lenet1998.LeNet1998``) names its own stages the same way.
 The layers are run one by one by their attribute names, in eval mode, so nothing is stored on the
 model and threads may share it (as for ``predict``).
 """
@@ -28,7 +29,9 @@ STAGE_NAMES = tuple(name for name, _ in STAGES)
 
 
 def stage_activations(model, x):
-    """``{stage name: output}`` for the normalized input ``x`` (N, 1, 28, 28), in the order of ``STAGES``.
+    """``{stage name: output}`` for the normalized input ``x`` (N, *model.input_shape), in the order of the stages.
+
+    The stages are ``model.stages`` if the model has them, else LeNet5's ``STAGES``.
 
     ``model`` must be in eval mode (``model.eval()``): a training-mode pass would overwrite what
     the layers keep for a backward pass. ``x`` is what ``model.preprocess`` returns.
@@ -36,7 +39,7 @@ def stage_activations(model, x):
     if model.training:
         raise RuntimeError("stage_activations: call model.eval() first (it must not disturb training state)")
     outputs = {}
-    for stage, layer_names in STAGES:
+    for stage, layer_names in getattr(model, "stages", STAGES):
         for name in layer_names:
             x = getattr(model, name)(x)
         outputs[stage] = x

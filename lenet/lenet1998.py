@@ -48,6 +48,17 @@ C3_TABLE = (
 
 INIT_BOUND = 2.4  # every weight and bias starts uniform in +-INIT_BOUND / fan_in
 
+# The stages ``lenet.activations.stage_activations`` shows: each named layer with its squashing function.
+STAGES = (
+    ("C1", ("C1", "squash1")),
+    ("S2", ("S2", "squash2")),
+    ("C3", ("C3", "squash3")),
+    ("S4", ("S4", "squash4")),
+    ("C5", ("C5", "squash5", "flatten")),
+    ("F6", ("F6", "squash6")),
+    ("out", ("out",)),
+)
+
 
 class ScaledTanh(Module):
     """The paper's squashing function ``y = A tanh(S x)``, ``A = 1.7159``, ``S = 2/3``, elementwise.
@@ -160,6 +171,10 @@ class LeNet1998(Sequential):
     S4 (a window of four, summed in the paper: ``Subsampling`` averages, so its weight is four times
     the paper's coefficient, uniform in +-2.4).
     """
+
+    digit_shape = (28, 28)    # what ``preprocess`` takes: one MNIST digit
+    input_shape = (1, 32, 32)  # what the network reads: the digit in a 2-pixel border
+    stages = STAGES
 
     def __init__(self, seed=None, dtype=np.float32, normalization=None):
         # rng=0: the layers' own init is replaced by the paper's, drawn from ``seed`` below.

@@ -38,6 +38,10 @@ class LeNet5(Sequential):
     ``out.bias``, the keys of a PyTorch model of the original code, so its weights load here by key.
     """
 
+    # What ``preprocess`` takes (one MNIST digit) and what the network reads; metadata and the server report both.
+    digit_shape = (28, 28)
+    input_shape = (1, 28, 28)
+
     def __init__(self, seed=None, dtype=np.float32, normalization=None):
         rng = make_rng(seed)
         # Built in this order from one generator: a given seed always gives the same weights.

@@ -10,7 +10,8 @@ writes into ``--out`` (default ``runs/visualize``):
 * ``filters_C1.png``: C1's 6 learned 5x5 filters; ``filters_C3.png``: C3's 16 filters, one column
   each, one row per input channel (6). Red is positive, blue negative, white 0; each filter is
   scaled to its own largest absolute weight.
-* ``input.png``: the 28x28 digit the model reads.
+* ``input.png``: the 28x28 digit the model reads (the 1998 LeNet-5 reads it in a 2-pixel border, 32x32;
+  its C3 filters show its connection table as blank cells, its maps are after the scaled tanh).
 * ``activations_C1.png`` ... ``activations_S4.png``: every channel's map after that stage (see
   ``lenet.activations``), black 0 to white the stage's largest value; ``activations_C5.png``,
   ``activations_F6.png``: the 120 and 84 values as rows of cells; ``activations_out.png``: the 10
@@ -29,9 +30,10 @@ from PIL import Image, ImageDraw
 
 from data.preprocess import BlankImageError, prepare_digit
 from . import DEFAULT_WEIGHTS, load_model
-from .activations import STAGES, stage_activations
+from .activations import stage_activations
 from . import drawing
 from .drawing import FRAME, NEAREST, NEGATIVE, POSITIVE, TEXT, WHITE
+from .lenet1998 import LeNet1998
 from .training.runs import LATEST, RUNS_ROOT, latest_model_path, resolve_model_path
 
 DEFAULT_OUT = os.path.join("runs", "visualize")
@@ -139,24 +141,32 @@ def vector_picture(values, title, per_row, diverging=False, labels=False):
     return image
 
 
-def _stage_title(stage, array):
+def _stage_title(model, stage, array):
     shape = "x".join(str(d) for d in array.shape)
-    kind = "logits" if stage == "out" else "after ReLU" if stage in ("C1", "C3", "C5", "F6") else "max-pooled"
+    if stage == "out":
+        kind = "logits"
+    elif isinstance(model, LeNet1998):  # every stage but out ends in the scaled tanh
+        kind = "subsampled, after tanh" if stage in ("S2", "S4") else "after tanh"
+    else:
+        kind = "after ReLU" if stage in ("C1", "C3", "C5", "F6") else "max-pooled"
     return f"{stage}: {shape} ({kind})"
 
 
 def pictures(model, digit):
-    """``{file name: PIL image}`` for ``model`` (eval mode) reading the uint8 28x28 ``digit``."""
+    """``{file name: PIL image}`` for ``model`` (eval mode) reading the uint8 28x28 ``digit``.
+
+    LeNet1998 reads the digit in a 2-pixel border: ``input.png``'s title says so.
+    """
     x = model.preprocess(digit[None])
+    border = "" if x.shape[2:] == digit.shape else f" (read as {x.shape[2]}x{x.shape[3]}, in a border)"
     outputs = {name: array[0] for name, array in stage_activations(model, x).items()}
     result = {
         "filters_C1.png": filters_picture(model.C1.weight.data, "C1: 6 filters 5x5 (red +, blue -)"),
         "filters_C3.png": filters_picture(model.C3.weight.data, "C3: 16 filters (columns) x 6 input channels (rows)"),
-        "input.png": maps_picture(digit[None].astype(np.float64), "input: 28x28", columns=1),
+        "input.png": maps_picture(digit[None].astype(np.float64), "input: 28x28" + border, columns=1),
     }
-    for stage, _ in STAGES:
-        array = outputs[stage]
-        title = _stage_title(stage, array)
+    for stage, array in outputs.items():
+        title = _stage_title(model, stage, array)
         if array.ndim == 3:
             picture = maps_picture(array, title)
         else:
@@ -212,7 +222,7 @@ def choose_model(path=None):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m lenet.visualize",
-                                description="Write PNGs of LeNet5's learned filters and of one digit's "
+                                description="Write PNGs of LeNet5's (or LeNet1998's) learned filters and of one digit's "
                                             "activation maps at every stage.")
     p.add_argument("--model", default=None,
                    help="a model saved by train.py, or its run folder (default: the model of the run "

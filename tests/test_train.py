@@ -183,3 +183,84 @@ def test_the_log_says_nothing_of_busy_cores_when_the_kernels_did_not_find_them(t
     code, _ = run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "1000", "--no-augment")
     assert code == 0
     assert "cores look busy" not in capsys.readouterr().out
+
+
+# -- the 1998 paper's LeNet-5: --model lenet5-1998 --------------------------------------------------
+
+QUICK_1998 = ["--model", "lenet5-1998", "--train-size", "500", "--validation-size", "1000"]
+
+
+@pytest.mark.parametrize("model,expected", [
+    ("lenet5", {"optimizer": "sgd", "lr": 0.05, "weight_decay": 5e-4}),
+    ("lenet5-1998", {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0}),
+])
+def test_each_model_takes_its_own_defaults_and_flags_given_override_them(model, expected):
+    args = train.parse_args(["--model", model])
+    assert {k: getattr(args, k) for k in expected} == expected
+    args = train.parse_args(["--model", model, "--optimizer", "sgd", "--lr", "0.02", "--weight-decay", "0"])
+    assert (args.optimizer, args.lr, args.weight_decay) == ("sgd", 0.02, 0.0)
+
+
+def test_the_1998_models_training_batches_are_what_its_preprocess_makes(mnist_dir):
+    """Padding the uint8 pixels with 0, then normalizing as the model does, is model.preprocess bit for bit."""
+    from data import mnist
+    from data.batches import iterate
+    from lenet.training.recipe import input_pixels, make_model
+    images, labels = mnist.load(mnist_dir, train=False)
+    images, labels = images[:100], labels[:100]
+    for name, input_size in (("lenet5", 28), ("lenet5-1998", 32)):
+        model = make_model(0, name)
+        pixels = input_pixels(model, images)
+        assert pixels.shape == (100, input_size, input_size)
+        (x, _), = iterate(pixels, labels, 100, shuffle=False, **model.normalization)
+        np.testing.assert_array_equal(x, model.preprocess(images), err_msg=name)
+    assert input_pixels(make_model(0, "lenet5"), images) is images  # LeNet5's batches are untouched
+
+
+def test_the_paper_schedule_spreads_the_papers_20_rates_over_the_run():
+    rates = [learning_rate("paper", 5e-4, step, 40) for step in range(0, 40, 2)]  # one per "pass"
+    np.testing.assert_allclose(rates, [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8, rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_the_1998_model_trains_saves_its_geometry_and_loads_back_as_itself(tmp_path, mnist_dir):
+    code, out = run(tmp_path, mnist_dir, *QUICK_1998, "--epochs", "1", "--train-size", "3000", "--no-augment",
+                    "--lr", "2e-3", "--lr-schedule", "constant")
+    assert code == 0
+    model = load_model(out)
+    meta = model.metadata
+    assert type(model).__name__ == "LeNet1998" and meta["architecture"] == "LeNet1998"
+    assert meta["input"]["shape"] == [1, 32, 32] and meta["input"]["digit"] == [28, 28]
+    assert meta["normalization"] == model.normalization and model.normalization["std"] == pytest.approx(1 / 1.275)
+    assert meta["hyperparameters"]["model"] == "lenet5-1998" and meta["hyperparameters"]["optimizer"] == "adam"
+    assert meta["test_accuracy"] >= 0.6, meta  # 60 steps of Adam: far above chance (76% measured; SGD stays at 10%)
+
+
+@pytest.mark.slow
+def test_an_interrupted_1998_run_resumed_ends_with_the_same_model_bit_for_bit(tmp_path, mnist_dir, monkeypatch):
+    code, straight = run(tmp_path, mnist_dir, *QUICK_1998, "--epochs", "2", name="straight.npz")
+    assert code == 0
+    real_epoch_rng = train.epoch_rng
+
+    def interrupt_at_epoch_two(seed, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch_rng(seed, epoch)
+
+    monkeypatch.setattr(train, "epoch_rng", interrupt_at_epoch_two)
+    assert run(tmp_path, mnist_dir, *QUICK_1998, "--epochs", "2", name="resumed.npz")[0] == 130
+    monkeypatch.setattr(train, "epoch_rng", real_epoch_rng)
+    assert run(tmp_path, mnist_dir, *QUICK_1998, "--epochs", "2", "--resume", name="resumed.npz")[0] == 0
+    for name in ("straight", "resumed"):
+        assert nn.load(tmp_path / f"{name}.checkpoint.npz")[1]["epoch"] == 2
+    ckpt_a, ckpt_b = nn.load(tmp_path / "straight.checkpoint.npz")[0], nn.load(tmp_path / "resumed.checkpoint.npz")[0]
+    assert list(ckpt_a) == list(ckpt_b) and any(k.endswith("exp_avg_sq") for k in ckpt_a)  # Adam's moments too
+    for key in ckpt_a:
+        np.testing.assert_array_equal(ckpt_a[key], ckpt_b[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_run_of_the_other_model(tmp_path, mnist_dir):
+    assert run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "500")[0] == 0
+    with pytest.raises(SystemExit, match="--model was 'lenet5', now 'lenet5-1998'"):
+        run(tmp_path, mnist_dir, "--epochs", "1", "--train-size", "500", "--model", "lenet5-1998", "--resume")

@@ -108,6 +108,20 @@ def test_a_model_file_given_is_the_one_drawn(tmp_path):
             np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected[name]), err_msg=name)
 
 
+def test_a_1998_model_file_is_drawn_as_itself_with_its_own_stages(tmp_path, capsys):
+    model = lenet.LeNet1998(seed=3)
+    nn.save(model, tmp_path / "lenet1998.npz", metadata={"architecture": "LeNet1998"})
+    assert visualize.main(["--model", str(tmp_path / "lenet1998.npz"), "--out", str(tmp_path / "pictures")]) == 0
+    assert sorted(p.name for p in (tmp_path / "pictures").iterdir()) == sorted(PICTURES)
+    expected = visualize.pictures(model.eval(), visualize.builtin_digit())
+    for name in ("filters_C3.png", "activations_S4.png"):
+        with Image.open(tmp_path / "pictures" / name) as written:
+            np.testing.assert_array_equal(np.asarray(written.convert("RGB")), np.asarray(expected[name]), err_msg=name)
+    maps = stage_activations(model, model.preprocess(visualize.builtin_digit()[None]))
+    assert maps["S4"].shape == (1, 16, 5, 5)  # the 32x32 input's S4, not LeNet5's 4x4
+    assert visualize._stage_title(model, "S4", maps["S4"][0]) == "S4: 16x5x5 (subsampled, after tanh)"
+
+
 @pytest.mark.parametrize("make_input, expected", [
     (lambda tmp: str(tmp / "missing.png"), "cannot read"),
     (lambda tmp: (tmp / "text.png").write_text("not a picture") and str(tmp / "text.png"), "cannot read"),

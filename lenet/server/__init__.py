@@ -7,7 +7,7 @@ Routes (all answers JSON except the page; errors are ``{"error": "..."}`` with a
     POST /api/mnist                     784 ints 0..255, ink on white -> {"results", "prediction", "ms"}
     POST /api/predict                   an image file, or {"image": 28x28}, MNIST-style preprocessed
                                         -> {"prediction", "probabilities", "ms", "image"}
-    POST /api/activations               as /api/predict, plus every LeNet5 stage's maps -> ..., "activations"
+    POST /api/activations               as /api/predict, plus every model stage's maps -> ..., "activations"
     GET  /ping                          {"status": "Healthy"}
     GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/lenet5[/ready|/config]
     POST /v2/models/lenet5/infer        Open Inference Protocol v2 (JSON or binary tensor data, gzip/deflate

@@ -34,7 +34,7 @@ def load_checkpoint(path, model, optimizer, args):
                          "first epoch ended, or never started); start afresh without --resume")
     state, meta = nn.load(path)
     run = run_definition(args)
-    # A flag newer than the checkpoint was, for that run, at its default.
+    # A checkpoint older than a flag (--model, --optimizer, --handwriting-augment) was at its default.
     recorded = {k: meta["run"].get(k, DEFAULTS.get(k)) for k in RUN_DEFINING_FLAGS}
     differing = {k: (recorded[k], run[k]) for k in RUN_DEFINING_FLAGS if recorded[k] != run[k]}
     if differing:

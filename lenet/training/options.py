@@ -7,12 +7,12 @@ import nn
 from data import mnist
 from data.split import VALIDATION_SIZE
 
-from .recipe import DEFAULTS, SCHEDULES
+from .recipe import DEFAULTS, MODEL_DEFAULTS, MODELS, OPTIMIZERS, SCHEDULES, defaults_for
 from .runs import AUTO_NAME, LATEST, MODEL_FILE, RUNS_ROOT, run_name_problem
 
 # Flags that must match for --resume to continue the same run (others, e.g. --log-interval, may change).
-RUN_DEFINING_FLAGS = ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "seed",
-                      "augment", "handwriting_augment", "lr_schedule", "validation_size", "train_size")
+RUN_DEFINING_FLAGS = ("model", "optimizer", "epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
+                      "seed", "augment", "handwriting_augment", "lr_schedule", "validation_size", "train_size")
 
 
 def build_parser():
@@ -20,20 +20,26 @@ def build_parser():
     # allow_abbrev=False: a misspelt flag (--epoch) is an error, not a silent abbreviation of --epochs.
     p = argparse.ArgumentParser(
         prog="train.py", allow_abbrev=False,
-        description="Train LeNet5 on MNIST with a hand-written SGD loop. Each run writes its own folder, "
+        description="Train LeNet5 (or the 1998 paper's LeNet-5) on MNIST with a hand-written SGD loop. Each run writes its own folder, "
                     f"{RUNS_ROOT}/<name>/ (model, checkpoint, metrics, pictures), and never overwrites another run.")
+    p.add_argument("--model", choices=MODELS, default=d["model"],
+                   help="lenet5: ReLU, max pooling, 28x28 input; lenet5-1998: the 1998 paper's LeNet-5 (scaled "
+                        f"tanh, trainable subsampling, C3's connection table, 32x32 input) (default: {d['model']})")
     p.add_argument("--epochs", type=int, default=d["epochs"], help=f"passes over the training set (default: {d['epochs']})")
     p.add_argument("--batch-size", type=int, default=d["batch_size"],
                    help=f"training batch size (default: {d['batch_size']})")
     p.add_argument("--test-batch-size", type=int, default=1000, help="evaluation batch size (default: 1000)")
-    p.add_argument("--lr", type=float, default=d["lr"], help=f"initial learning rate (default: {d['lr']})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
+                   help=f"sgd (with --momentum, --nesterov) or adam (default: {_per_model('optimizer')})")
+    p.add_argument("--lr", type=float, default=None, help=f"initial learning rate (default: {_per_model('lr')})")
     p.add_argument("--momentum", type=float, default=d["momentum"], help=f"SGD momentum (default: {d['momentum']})")
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=d["nesterov"],
                    help=f"Nesterov momentum (default: {'on' if d['nesterov'] else 'off'})")
-    p.add_argument("--weight-decay", type=float, default=d["weight_decay"],
-                   help=f"L2 weight decay (default: {d['weight_decay']:g})")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help=f"L2 weight decay (default: {_per_model('weight_decay')})")
     p.add_argument("--lr-schedule", choices=SCHEDULES, default=d["lr_schedule"],
-                   help="constant; step (x0.1 at 50%% and 75%% of the run); cosine, per step "
+                   help="constant; step (x0.1 at 50%% and 75%% of the run); cosine, per step; paper (the 1998 "
+                        "paper's 20 decreasing rates, spread over the run) "
                         f"(default: {d['lr_schedule']})")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d["augment"],
                    help="random shifts, rotations and scalings of training digits "
@@ -74,9 +80,20 @@ def build_parser():
     return p
 
 
+def _per_model(flag):
+    """A help text's default: DEFAULTS' value, and each model's own where it differs."""
+    own = [f"{model}: {defaults[flag]:g}" if isinstance(defaults[flag], float) else f"{model}: {defaults[flag]}"
+           for model, defaults in MODEL_DEFAULTS.items() if flag in defaults]
+    value = DEFAULTS[flag]
+    return ", ".join([f"{value:g}" if isinstance(value, float) else str(value)] + own)
+
+
 def parse_args(argv=None):
     p = build_parser()
     args = p.parse_args(argv)
+    for name, value in defaults_for(args.model).items():  # flags left out take the model's defaults
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     for name in ("epochs", "batch_size", "test_batch_size", "validation_size", "train_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

@@ -7,7 +7,6 @@ import platform
 import time
 
 import nn
-from data.normalize import NORMALIZATION
 
 from .options import run_definition
 
@@ -29,12 +28,18 @@ def machine_description():
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(), **versions}
 
 
-def model_metadata(args, epoch, val, test, data_hashes, started):
-    """The metadata saved with the best model; ``val`` and ``test`` are (loss, accuracy, ...) tuples."""
+def model_metadata(model, args, epoch, val, test, data_hashes, started):
+    """The metadata saved with the best model; ``val`` and ``test`` are (loss, accuracy, ...) tuples.
+
+    ``architecture`` names the class ``lenet.load_model`` builds; ``input`` gives the network's
+    input shape and the digit ``model.preprocess`` takes (28x28, centred in a border of background
+    when the network reads more).
+    """
     return {
-        "architecture": "LeNet5",
-        "input": {"shape": [1, 28, 28], "pixels": "MNIST: white ink (255) on black (0)"},
-        "normalization": dict(NORMALIZATION),
+        "architecture": type(model).__name__,
+        "input": {"shape": list(model.input_shape), "digit": list(model.digit_shape),
+                  "pixels": "MNIST: white ink (255) on black (0)"},
+        "normalization": dict(model.normalization),
         "epoch": epoch,
         "val_loss": val[0], "val_accuracy": val[1],
         "test_loss": test[0], "test_accuracy": test[1],

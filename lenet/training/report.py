@@ -13,7 +13,7 @@ def startup_lines(model, n_train, n_val, n_test, model_path):
 
     More lines about the machine (e.g. cores found busy) belong in this list.
     """
-    return [f"LeNet5: {sum(p.size for p in model.parameters()):,} parameters, backend {nn.get_backend()}; "
+    return [f"{type(model).__name__}: {sum(p.size for p in model.parameters()):,} parameters, backend {nn.get_backend()}; "
             f"{n_train:,} training, {n_val:,} validation, {n_test:,} test images -> "
             f"{os.path.dirname(model_path) or '.'}"]
 
@@ -26,7 +26,7 @@ def finish(paths, history, best, test_images, test_x, test_y, args):
     predicted = probabilities.argmax(axis=1)
     plots.save_curves(history, paths["curves"])
     plots.save_confusion_matrix(plots.confusion_matrix(test_y, predicted), paths["confusion"],
-                                title=f"LeNet5, best epoch {best['epoch']} of {args.epochs}")
+                                title=f"{type(model).__name__}, best epoch {best['epoch']} of {args.epochs}")
     wrong = predicted != test_y
     plots.save_misclassified(test_images[wrong], test_y[wrong], predicted[wrong], paths["misclassified"],
                              probabilities=probabilities[wrong])

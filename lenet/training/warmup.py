@@ -3,8 +3,6 @@
 import numpy as np
 
 import nn
-from data.normalize import normalize
-
 from .evaluation import evaluate
 from .recipe import make_model, make_optimizer
 
@@ -21,13 +19,13 @@ def warm_up(args, train_images, train_labels, augment, eval_sets):
 
     ``eval_sets`` is a list of (normalized images, labels) that ``evaluate`` will be called on.
     """
-    model, criterion = make_model(seed=0), nn.CrossEntropyLoss()
+    model, criterion = make_model(0, args.model), nn.CrossEntropyLoss()
     optimizer = make_optimizer(model, args)
     if augment:
         augment(train_images, np.random.default_rng(0))  # the size matters: it picks the variant
     n_train = len(train_images)
     for size in sorted({min(args.batch_size, n_train), n_train % args.batch_size} - {0}):
-        criterion(model(normalize(train_images[:size])), train_labels[:size].astype(np.int64))
+        criterion(model(model.preprocess(train_images[:size])), train_labels[:size].astype(np.int64))
         optimizer.zero_grad()
         model.backward(criterion.backward(), need_input_grad=False)
         optimizer.step()

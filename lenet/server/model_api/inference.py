@@ -56,13 +56,23 @@ class InferRequest:
 
 
 def model_metadata(model):
-    """The model metadata document (``GET /v2/models/lenet5``), with the recorded test accuracy."""
+    """The model metadata document (``GET /v2/models/lenet5``), with the recorded test accuracy.
+
+    ``inputs`` is what a client sends: the 28x28 digit (``model.digit_shape``), whatever the model.
+    Two fields beyond the protocol's say what the network reads: ``architecture`` (LeNet5 or
+    LeNet1998) and ``model_input``, the shape ``model.preprocess`` makes of the digit (LeNet1998:
+    [-1, 1, 32, 32], the digit normalized and centred in a 2-pixel border of background).
+    """
+    padding = [(i - d) // 2 for i, d in zip(model.input_shape[1:], model.digit_shape)]
     return {
         "name": MODEL_NAME,
         "versions": [MODEL_VERSION],
         "platform": "numpy_numba",
-        "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, 28, 28]}],
+        "inputs": [{"name": INPUT_NAME, "datatype": "UINT8", "shape": [-1, *model.digit_shape]}],
         "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, 10]}],
+        "architecture": type(model).__name__,
+        "model_input": {"shape": [-1, *model.input_shape], "padding": padding,
+                        "normalization": dict(model.normalization)},
         "test_accuracy": model.metadata.get("test_accuracy"),
     }
 
