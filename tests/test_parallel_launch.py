@@ -258,3 +258,24 @@ def test_the_first_large_launch_compiles_both_drivers_for_its_argument_types(fre
         parallel.drive(serial, parallel_, 64, 10 ** 6, x, 2)
     signature = (numba.typeof(x), numba.typeof(2))
     assert compiled == [("serial", signature), ("parallel", signature)]  # once, for the first launch only
+
+
+def test_one_slow_launch_on_a_quiet_machine_does_not_move_the_kernel_off_the_pool():
+    choice = parallel.LaunchChoice()
+    for way, seconds in ((True, 0.5), (False, 1.0), (True, 0.5), (False, 1.0)):  # warm-ups, then one of each
+        choice.record(way, seconds, now=0.0)
+    for _ in range(5):
+        choice.record(True, 0.5, now=0.0)
+    choice.record(True, 100.0, now=0.0)  # an interrupt or a page fault in one launch
+    assert choice.preferred() is True
+    for _ in range(2):
+        choice.record(True, 100.0, now=0.0)  # every launch slow: the cores are taken
+    assert choice.preferred() is False
+
+
+@pytest.mark.parametrize("serial_seconds,chosen", [(0.9, True), (0.8, False)])
+def test_the_pool_stays_unless_one_thread_is_clearly_faster(serial_seconds, chosen):
+    choice = parallel.LaunchChoice()
+    for way, seconds in ((True, 1.0), (False, serial_seconds), (True, 1.0), (False, serial_seconds)):
+        choice.record(way, seconds, now=0.0)
+    assert choice.preferred() is chosen

@@ -34,6 +34,15 @@ PARALLEL_MIN_WORK = 200_000
 
 # Weight of the newest launch in a way's mean time: a few launches move the mean, one does not.
 SMOOTHING = 0.25
+# A launch of the chosen way counts at most this many times its mean: on a quiet machine a single
+# launch now and then takes many times its usual time (an interrupt, a page fault), and one such
+# outlier must not flip the choice; on busy cores every launch is slow, and three move the mean
+# past the other way's. A mean that one probe just set is not capped: its next launch judges it.
+OUTLIER_CAP = 4.0
+# The pool stays the choice unless one thread measured at least this much faster: on a quiet
+# machine the two ways of a kernel near the pool's break-even differ by noise, and flipping
+# between them on noise costs both the flips' probes and the slower way's launches.
+SERIAL_MARGIN = 1.2
 # A probe of the slower way costs (slower / faster) launches of the faster one; the next probe
 # comes after enough launches that probes cost about this fraction of the time (a serial probe
 # every ~200 launches of a kernel on a quiet machine, where serial is about 2x slower), and after
@@ -64,19 +73,21 @@ class LaunchChoice:
     kernel time, in seconds, at the launch).
     """
 
-    __slots__ = ("seconds", "warm", "launches", "probe_at", "probe_time")
+    __slots__ = ("seconds", "probed", "warm", "launches", "probe_at", "probe_time")
 
     def __init__(self):
         self.seconds = {False: None, True: None}
+        self.probed = {False: False, True: False}  # the way's mean is one probe's time
         self.warm = {False: False, True: False}
         self.launches = 0
         self.probe_at = PROBE_GAP_MIN  # both set anew once both ways are measured
         self.probe_time = float("inf")
 
     def preferred(self):
-        """The faster way measured so far; parallel until both are known (the quiet-machine choice)."""
+        """The faster way measured so far (the pool unless one thread beats it by ``SERIAL_MARGIN``);
+        parallel until both are known (the quiet-machine choice)."""
         serial, parallel = self.seconds[False], self.seconds[True]
-        return serial is None or parallel is None or parallel <= serial
+        return serial is None or parallel is None or parallel <= SERIAL_MARGIN * serial
 
     def next_way(self, now):
         self.launches += 1
@@ -91,12 +102,16 @@ class LaunchChoice:
             return
         old = self.seconds[way]
         if way == self.preferred() and old is not None:
+            if not self.probed[way]:
+                seconds_per_work = min(seconds_per_work, OUTLIER_CAP * old)
+            self.probed[way] = False
             self.seconds[way] = old + SMOOTHING * (seconds_per_work - old)
             return
         # A probe of the way not chosen (or its first timing): its old mean is stale, the new time
         # replaces it. A lucky probe on busy cores flips the choice, and the next launch, measured
         # slow, flips it back.
         self.seconds[way] = seconds_per_work
+        self.probed[way] = True
         if self.seconds[not way] is not None:
             chosen = self.preferred()
             cost = self.seconds[not chosen] / self.seconds[chosen]
