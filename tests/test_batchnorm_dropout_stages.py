@@ -9,7 +9,6 @@ fold computed from the current parameters: never stale). In float64 the backends
 match PyTorch to 1e-8; batch statistics and dropout masks are the same bits at 1 and 2 threads.
 """
 
-import copy
 
 import numpy as np
 import pytest

@@ -162,7 +162,6 @@ class Optimizer:
         The groups must hold as many parameters as this optimizer's, in the same order, and every
         buffer must have its parameter's shape. A key that fits neither pattern raises ``ValueError``.
         """
-        params = self._parameters()
         groups, buffers = {}, {}
         for key, value in state_dict.items():
             state_match, group_match = _STATE_KEY.fullmatch(key), _GROUP_KEY.fullmatch(key)

@@ -2,7 +2,6 @@
 
 import re
 
-import numpy as np
 
 from .optimizer import Optimizer, check_finite_at_least, check_fraction
 
